@@ -1,0 +1,86 @@
+"""Assembles the service: settings → components → middleware → routers, on one FastAPI app."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from . import __version__
+from .core import health, metrics
+from .core.auth import require_api_key, warn_if_open
+from .core.errors import install_error_handlers
+from .core.health import Component
+from .core.limits import BodySizeLimitMiddleware
+from .core.request_id import RequestIdMiddleware
+from .core.settings import Settings, load_settings
+from .llm import router as llm_router
+from .llm import service as llm_service
+from .responses import router as responses_router
+from .responses import service as responses_service
+from .stt import router as stt_router
+from .stt import service as stt_service
+from .web import router as web_router
+
+log = logging.getLogger("ddx_omni")
+
+
+def build_components(settings: Settings) -> dict[str, Component]:
+    llm = llm_service.create_service(settings)
+    return {
+        "llm": llm,
+        "stt": stt_service.create_service(settings),
+        "responses": responses_service.create_service(settings, llm),
+    }
+
+
+def create_app(settings: Settings | None = None, components: dict[str, Component] | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        warn_if_open(settings.server.host, settings.auth.api_keys)
+        started: list[Component] = []
+        try:
+            for component in app.state.components.values():
+                await component.start()
+                started.append(component)
+            yield
+        finally:
+            for component in reversed(started):
+                try:
+                    await component.stop()
+                except Exception:  # one failing stop must not keep the others running
+                    log.exception("stopping %s failed", component.name)
+
+    app = FastAPI(title="ddx-omni", version=__version__, lifespan=lifespan,
+                  description="OpenAI-compatible chat over MLX, Deepgram-compatible live speech-to-text, "
+                              "and the stateful OpenAI Responses API — one port, one key, one metrics endpoint.")
+    app.state.settings = settings
+    app.state.started_at = time.monotonic()
+    app.state.components = components if components is not None else build_components(settings)
+    for name, component in app.state.components.items():
+        setattr(app.state, name, component)
+
+    install_error_handlers(app)
+    # Outermost last: request id wraps everything so that even a 413 or a CORS preflight carries it.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(metrics.HttpMetricsMiddleware)
+    app.add_middleware(CORSMiddleware, allow_origins=settings.server.cors_origins, allow_credentials=True,
+                       allow_methods=["*"], allow_headers=["*"], expose_headers=[settings.server.request_id_header])
+    app.add_middleware(RequestIdMiddleware, header=settings.server.request_id_header)
+
+    protected = [Depends(require_api_key)]
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    app.include_router(web_router.router)
+    app.include_router(llm_router.public_router)
+    app.include_router(llm_router.router, dependencies=protected)
+    app.include_router(responses_router.router, dependencies=protected)
+    app.include_router(stt_router.http_router, dependencies=protected)
+    app.include_router(stt_router.ws_router)  # WebSockets authenticate before accept (core.auth)
+    return app

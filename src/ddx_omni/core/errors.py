@@ -1,0 +1,129 @@
+"""Error envelope: every error body is {code, message, detail?}; OpenAI routes also carry {error: {…}}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("ddx_omni.errors")
+
+# Paths whose clients are the OpenAI SDKs: they read `error.message` / `error.code`.
+OPENAI_PREFIXES = ("/v1/chat", "/v1/models", "/v1/responses", "/v1/conversations", "/v1/completions")
+
+_OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                 404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error",
+                 422: "invalid_request_error", 429: "rate_limit_error"}
+
+
+class ApiError(Exception):
+    """An error with a documented status and code. Raise it anywhere below a route."""
+
+    status: int = 500
+    code: str = "llm_error"
+
+    def __init__(self, message: str, detail: Any = None, *, param: str | None = None,
+                 status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+        self.param = param
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+
+
+class RequestInvalid(ApiError):
+    status, code = 422, "request_invalid"
+
+
+class ContextTooLong(ApiError):
+    status, code = 422, "context_too_long"
+
+
+class ModelNotFound(ApiError):
+    status, code = 404, "model_not_found"
+
+
+class ModelUnavailable(ApiError):
+    status, code = 503, "model_unavailable"
+
+
+class LlmError(ApiError):
+    status, code = 500, "llm_error"
+
+
+class Unauthorized(ApiError):
+    status, code = 401, "unauthorized"
+
+
+class NotFound(ApiError):
+    status, code = 404, "not_found"
+
+
+class PayloadTooLarge(ApiError):
+    status, code = 413, "payload_too_large"
+
+
+def error_body(path: str, status: int, code: str, message: str, detail: Any = None,
+               param: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if detail is not None:
+        body["detail"] = detail
+    if path.startswith(OPENAI_PREFIXES):
+        body["error"] = {"message": message, "type": _OPENAI_TYPES.get(status, "server_error"),
+                         "code": code, "param": param}
+    return body
+
+
+def error_response(path: str, exc: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(path, exc.status, exc.code, exc.message, exc.detail, exc.param),
+                        status_code=exc.status, headers=headers)
+
+
+def _http_code(status: int) -> str:
+    return {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+            422: "request_invalid"}.get(status, "request_invalid" if status < 500 else "llm_error")
+
+
+async def _on_api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(request.url.path, exc)
+
+
+async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    message = f"{'.'.join(loc) or 'request'}: {first.get('msg', 'invalid request')}"
+    detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
+    return JSONResponse(error_body(request.url.path, 422, "request_invalid", message, detail,
+                                   ".".join(loc) or None), status_code=422)
+
+
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    message = exc.detail if isinstance(exc.detail, str) else "HTTP error"
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"No route {request.method} {request.url.path}"
+    return JSONResponse(error_body(request.url.path, exc.status_code, _http_code(exc.status_code), message),
+                        status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def _on_unhandled(request: Request, exc: Exception) -> JSONResponse:
+    # logged with the request id by the logging filter; the body never carries the trace
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(error_body(request.url.path, 500, "llm_error", "Internal server error"), status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_unhandled)

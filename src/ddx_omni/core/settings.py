@@ -1,0 +1,251 @@
+"""Settings: one typed tree, resolved CLI flags > environment > TOML file > defaults.
+
+Every setting has an environment name `DDX_<SECTION>__<KEY>` (e.g. `DDX_SERVER__PORT`); the names the
+seed clients already use (`DDX_LLM_API_KEYS`, …) are kept as aliases. Values are layered here, by hand,
+so that a bad one can be reported with where it came from; pydantic does the validation.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "DDX_"
+# Seed names → dotted setting. They win over the scheme's own name only when both are set the same way.
+SEED_ENV_ALIASES: dict[str, str] = {
+    "DDX_LLM_API_KEYS": "auth.api_keys",
+    "DDX_LLM_USE_REAL_MODEL": "llm.use_real_model",
+    "DDX_LLM_CORS_ORIGINS": "server.cors_origins",
+    "DDX_LLM_REQUEST_ID_HEADER": "server.request_id_header",
+    "DDX_STT_AUDIO_MAX_CHANNELS": "stt.audio_max_channels",
+    "DDX_STT_AUDIO_MAX_SAMPLE_RATE": "stt.audio_max_sample_rate",
+}
+
+
+def state_dir() -> Path:
+    """XDG state directory of ddx-omni (PID file, logs, default database)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "ddx-omni"
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(4250, ge=1, le=65535)
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1)
+    cors_origins: list[str] = ["http://localhost:3100"]
+    request_id_header: str = "X-Request-ID"
+
+    _csv = field_validator("cors_origins", mode="before")(_split_csv)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+
+class AuthSettings(_Section):
+    api_keys: list[str] = []
+
+    _csv = field_validator("api_keys", mode="before")(_split_csv)
+
+
+class ModelEntry(_Section):
+    """One registry entry; extras left out are read from a local model's config.json and weights."""
+
+    id: str
+    path: str | None = None  # hub repo or local directory; defaults to `id`
+    family: str | None = None
+    arch: str | None = None
+    total_params_b: float | None = None
+    quantization: str | None = None
+    context_window: int | None = None
+    multimodal: bool = False
+    label: str | None = None
+
+
+DEFAULT_MODEL = "mlx-community/Qwen3-4B-Instruct-2507-4bit"
+
+
+class LlmSettings(_Section):
+    use_real_model: bool = False
+    model: str = DEFAULT_MODEL  # loaded at start in real mode
+    models: list[ModelEntry] = [
+        ModelEntry(id=DEFAULT_MODEL, family="qwen3", arch="qwen3", total_params_b=4.0,
+                   quantization="4bit", context_window=262144, label="Qwen3 4B Instruct 2507 (4-bit)"),
+    ]
+    load_wait_s: float = Field(120.0, ge=0)  # how long a request waits for a loading model
+    default_max_tokens: int = Field(512, ge=1)
+    prefill_step_size: int = Field(2048, ge=1)
+
+
+class SttSettings(_Section):
+    engine: Literal["auto", "parakeet", "sphinx"] = "auto"
+    parakeet_model: str = "mlx-community/parakeet-tdt-0.6b-v3"
+    audio_max_channels: int = Field(2, ge=1)
+    audio_max_sample_rate: int = Field(48000, ge=8000)
+    idle_timeout_s: float = Field(10.0, gt=0)  # no audio and no KeepAlive for this long → 1011 NET-0001
+    interim_interval_s: float = Field(0.5, gt=0)  # how often interim Results are sent while speaking
+    max_sessions: int = Field(16, ge=1)
+
+
+class ResponsesSettings(_Section):
+    db_path: Path = Field(default_factory=lambda: state_dir() / "responses.db")
+    default_max_output_tokens: int = Field(1024, ge=1)
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build it with `load_settings`, which does the layering."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    server: ServerSettings = ServerSettings()
+    auth: AuthSettings = AuthSettings()
+    llm: LlmSettings = LlmSettings()
+    stt: SttSettings = SttSettings()
+    responses: ResponsesSettings = ResponsesSettings()
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   **_: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_settings merges the layers itself (to know where each value came from).
+        return (init_settings,)
+
+
+SECTIONS = tuple(Settings.model_fields)
+
+
+class SettingsError(Exception):
+    """A setting that stops the start; the message says what, where from, and how to fix it."""
+
+
+def find_config_file(explicit: Path | None) -> Path | None:
+    if explicit is not None:
+        return explicit
+    for candidate in (Path("config.toml"), Path.home() / ".config" / "ddx-omni" / "config.toml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise SettingsError(f"Cannot read the config file {path}: {exc.strerror}.\n"
+                            f"Fix: check the path given to --config, or remove the flag to use the defaults.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"The config file {path} is not valid TOML: {exc}.\n"
+                            f"Fix: correct the syntax at that place (see config.toml in the repository for the format).") from None
+
+
+def _env_layer(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """DDX_<SECTION>__<KEY> and the seed aliases → nested dict, plus dotted key → variable name."""
+    layer: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for name, value in sorted(environ.items()):
+        if name in SEED_ENV_ALIASES:
+            dotted = SEED_ENV_ALIASES[name]
+        elif name.startswith(ENV_PREFIX) and "__" in name:
+            section, _, key = name[len(ENV_PREFIX):].partition("__")
+            dotted = f"{section.lower()}.{key.lower()}"
+        else:
+            continue
+        # The scheme's own name wins over a seed alias for the same setting.
+        if dotted in origin and origin[dotted] not in SEED_ENV_ALIASES:
+            continue
+        _set(layer, dotted, value)
+        origin[dotted] = name
+    return layer, origin
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[leaf] = value
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def load_settings(config: Path | None = None, overrides: Mapping[str, Any] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Resolve the settings: `overrides` (dotted keys from CLI flags) > environment > TOML > defaults."""
+    environ = os.environ if environ is None else environ
+    path = find_config_file(config)
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    if path is not None:
+        for dotted, value in _flatten(_read_toml(path)).items():
+            _set(merged, dotted, value)
+            origin[dotted] = f"the config file {path}"
+    env, env_origin = _env_layer(environ)
+    for dotted, value in _flatten(env).items():
+        _set(merged, dotted, value)
+        origin[dotted] = f"the environment variable {env_origin[dotted]}"
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set(merged, dotted, value)
+            origin[dotted] = "the command line"
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc, merged, origin)) from None
+
+
+def _explain(exc: ValidationError, merged: Mapping[str, Any], origin: Mapping[str, str]) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = [str(part) for part in err["loc"]]
+        dotted = ".".join(loc)
+        # a list item's error (llm.models.0.id) comes from the setting that holds the list
+        source = next((origin[".".join(loc[:n])] for n in range(len(loc), 0, -1) if ".".join(loc[:n]) in origin),
+                      None) or next((src for key, src in origin.items() if key.startswith(dotted + ".")), "the defaults")
+        env_name = f"{ENV_PREFIX}{loc[0].upper()}__{loc[1].upper()}" if len(loc) > 1 else None
+        if err["type"] == "extra_forbidden":
+            known = _known_keys(loc[:-1])
+            fix = f"remove it; known keys here: {', '.join(known)}" if known else "remove it"
+            lines.append(f"Unknown setting '{dotted}' (from {source}). Fix: {fix}.")
+            continue
+        value = err.get("input")
+        shown = "" if isinstance(value, Mapping) else f" = {value!r}"
+        how = f"set {env_name} or [{loc[0]}].{loc[1]} in the config file to a valid value" if env_name else "correct it"
+        lines.append(f"Invalid setting '{dotted}'{shown} (from {source}): {err['msg']}. Fix: {how}, or remove it "
+                     f"to use the default.")
+    return "\n".join(lines)
+
+
+def _known_keys(loc: list[str]) -> list[str]:
+    model: Any = Settings
+    for part in loc:
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return []
+        model = field.annotation
+    return sorted(model.model_fields)

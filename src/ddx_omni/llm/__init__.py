@@ -1,0 +1,1 @@
+"""Chat: OpenAI-compatible chat completions and the model registry, over mock or MLX engines."""

@@ -1,0 +1,71 @@
+"""The chat engine protocol: what the chat and Responses routers call, whatever runs the model."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass
+class ChatParams:
+    """One generation request, independent of the wire format it came in."""
+
+    messages: list[dict[str, Any]]  # OpenAI chat messages: role, content (str | text parts), tool_calls, tool_call_id
+    tools: list[dict[str, Any]] | None = None  # OpenAI nested tools: {type: function, function: {name, parameters}}
+    tool_choice: str | dict[str, Any] | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repetition_penalty: float | None = None
+    logit_bias: dict[int, float] | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
+    response_format: dict[str, Any] | None = None  # {type: text | json_object | json_schema, json_schema: {...}}
+
+
+@dataclass
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, as OpenAI sends it
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class ChatDelta:
+    """A piece of a generation. Text comes in order; tool calls arrive whole; the last delta has
+    `finish_reason` ("stop" | "length" | "tool_calls") and `usage`."""
+
+    text: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    logprobs: list[dict[str, Any]] | None = None  # OpenAI `logprobs.content` entries for this piece
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+class ChatEngine(Protocol):
+    """A loaded model. `stream` runs generation off the event loop and stops when the consumer closes it."""
+
+    model_id: str
+    context_window: int
+
+    async def count_prompt_tokens(self, params: ChatParams) -> int: ...
+
+    def stream(self, params: ChatParams) -> AsyncIterator[ChatDelta]: ...

@@ -1,0 +1,6 @@
+"""PLACEHOLDER — replaced by the llm routes."""
+
+from fastapi import APIRouter
+
+public_router = APIRouter()
+router = APIRouter()

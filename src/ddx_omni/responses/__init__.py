@@ -1,0 +1,1 @@
+"""Agents: the stateful OpenAI Responses and Conversations APIs, persisted in SQLite."""

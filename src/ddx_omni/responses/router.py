@@ -1,0 +1,5 @@
+"""PLACEHOLDER — replaced by the responses routes."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

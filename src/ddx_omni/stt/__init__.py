@@ -1,0 +1,1 @@
+"""Speech: Deepgram-compatible live and pre-recorded speech-to-text over parakeet-mlx or pocketsphinx."""

@@ -1,0 +1,1 @@
+"""The welcome page: a self-contained browser tester for every API."""

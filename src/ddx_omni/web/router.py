@@ -1,0 +1,5 @@
+"""PLACEHOLDER — replaced by the welcome page."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
