@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
     for name, component in app.state.components.items():
         setattr(app.state, name, component)
 
-    install_error_handlers(app)
+    install_error_handlers(app)  # adds the catch-all middleware first, so it is the innermost
     # Outermost last: request id wraps everything so that even a 413 or a CORS preflight carries it.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(metrics.HttpMetricsMiddleware)

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("ddx_omni.errors")
 
@@ -116,14 +117,39 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
                         status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
-async def _on_unhandled(request: Request, exc: Exception) -> JSONResponse:
-    # logged with the request id by the logging filter; the body never carries the trace
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse(error_body(request.url.path, 500, "llm_error", "Internal server error"), status_code=500)
+class UnhandledErrorMiddleware:
+    """Answers any exception a route let through with a 500 envelope — never a trace.
+
+    It sits inside the request-id middleware (Starlette's own catch-all is outside every middleware),
+    so the log line and the response both carry the request's id.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if not started:  # a stream that already started can only be cut; the client sees it end
+                response = JSONResponse(error_body(scope["path"], 500, "llm_error", "Internal server error"),
+                                        status_code=500)
+                await response(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
-    app.add_exception_handler(Exception, _on_unhandled)
+    app.add_middleware(UnhandledErrorMiddleware)

@@ -9,10 +9,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .errors import error_body
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodySizeLimitMiddleware:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -27,27 +23,32 @@ class BodySizeLimitMiddleware:
             await self._reject(scope, send)
             return
         received = 0
-        started = False
+        started = rejected = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            # Past the cap: answer 413 now and tell the app the client left (frameworks swallow exceptions
+            # raised while reading the body into their own 400).
+            nonlocal received, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge
+                    rejected = True
+                    if not started:
+                        await self._reject(scope, send)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started
+            if rejected:
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await self._reject(scope, send)
+        await self.app(scope, counting_receive, guarded_send)
 
     async def _reject(self, scope: Scope, send: Send) -> None:
         body = json.dumps(error_body(scope["path"], 413, "payload_too_large",
