@@ -79,3 +79,26 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, interval: flo
 
 def get_json(url: str, **kw: Any) -> Any:
     return httpx.get(url, timeout=10, **kw).json()
+
+
+def _build_model(out_dir: Path, seed: int) -> Path:
+    """scripts/make_model.py's build_model (scripts/ is not a package, so it is loaded by path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ddx_make_model", REPO / "scripts" / "make_model.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_model(out_dir, preset="tiny", seed=seed)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny real MLX chat model (random weights, tool-calling template), built once per session."""
+    return _build_model(tmp_path_factory.mktemp("tiny_model"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir_b(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second tiny model with other weights (hot swap tests)."""
+    return _build_model(tmp_path_factory.mktemp("tiny_model_b"), seed=1)
