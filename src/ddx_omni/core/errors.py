@@ -9,7 +9,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
+
+from .asgi import HttpMiddleware, StatusWatch
 
 log = logging.getLogger("ddx_omni.errors")
 
@@ -117,32 +119,20 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
                         status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
-class UnhandledErrorMiddleware:
+class UnhandledErrorMiddleware(HttpMiddleware):
     """Answers any exception a route let through with a 500 envelope — never a trace.
 
     It sits inside the request-id middleware (Starlette's own catch-all is outside every middleware),
     so the log line and the response both carry the request's id.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watch = StatusWatch(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, watch)
         except Exception:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            if not started:  # a stream that already started can only be cut; the client sees it end
+            if watch.status is None:  # a stream that already started can only be cut short
                 response = JSONResponse(error_body(scope["path"], 500, "llm_error", "Internal server error"),
                                         status_code=500)
                 await response(scope, receive, send)

@@ -6,24 +6,23 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .asgi import HttpMiddleware, StatusWatch
 from .errors import error_body
 
 
-class BodySizeLimitMiddleware:
+class BodySizeLimitMiddleware(HttpMiddleware):
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await self._reject(scope, send)
             return
+        watch = StatusWatch(send)
         received = 0
-        started = rejected = False
+        rejected = False
 
         async def counting_receive() -> Message:
             # Past the cap: answer 413 now and tell the app the client left (frameworks swallow exceptions
@@ -36,17 +35,14 @@ class BodySizeLimitMiddleware:
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     rejected = True
-                    if not started:
+                    if watch.status is None:
                         await self._reject(scope, send)
                     return {"type": "http.disconnect"}
             return message
 
         async def guarded_send(message: Message) -> None:
-            nonlocal started
-            if rejected:
-                return
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+            if not rejected:
+                await watch(message)
 
         await self.app(scope, counting_receive, guarded_send)
 

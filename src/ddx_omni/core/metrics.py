@@ -7,7 +7,9 @@ import time
 from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
+
+from .asgi import HttpMiddleware, StatusWatch
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -39,32 +41,19 @@ STT_FINAL_LATENCY = Histogram("ddx_stt_final_latency_seconds", "Endpoint or Clos
 RESPONSES_STORED = Counter("ddx_responses_stored_total", "Responses persisted", ["status"], registry=REGISTRY)
 
 
-class HttpMetricsMiddleware:
+class HttpMetricsMiddleware(HttpMiddleware):
     """Counts by route template (never the raw path: ids would explode the label set)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
-        status = 500
-
-        async def send_and_record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        watch = StatusWatch(send)
         HTTP_IN_FLIGHT.inc()
         try:
-            await self.app(scope, receive, send_and_record)
+            await self.app(scope, receive, watch)
         finally:
             HTTP_IN_FLIGHT.dec()
             route = scope.get("route")
-            labels = (scope["method"], getattr(route, "path", "<unmatched>"), str(status))
+            labels = (scope["method"], getattr(route, "path", "<unmatched>"), str(watch.status or 500))
             HTTP_REQUESTS.labels(*labels).inc()
             HTTP_LATENCY.labels(*labels).observe(time.perf_counter() - start)
 
