@@ -1,4 +1,4 @@
-"""The `ddx-omni` command line: serve in the foreground, write the OpenAPI document."""
+"""The `ddx-omni` command line: serve in the foreground; start, stop, restart and inspect a detached server."""
 
 from __future__ import annotations
 
@@ -8,11 +8,17 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.console import Console
 
-from .core.settings import Settings, SettingsError, load_settings
+from . import lifecycle
+from .core.settings import Settings, SettingsError, find_config_file, load_settings
+from .lifecycle import EXIT_CODE_MEANINGS, ExitCode, LifecycleError
+
+EXIT_CODES_HELP = "Exit codes:\n\n" + "\n\n".join(f"{int(code)}  {text}" for code, text in EXIT_CODE_MEANINGS.items())
 
 app = typer.Typer(help="ddx-omni: local LLM, live speech-to-text and the Responses API on one port.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  epilog=EXIT_CODES_HELP, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML file (else ./config.toml, else "
                                                                     "~/.config/ddx-omni/config.toml)")]
@@ -50,6 +56,130 @@ def serve(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None, 
     uvicorn.run(create_app(settings), host=settings.server.host, port=settings.server.port,
                 log_config=None, log_level=settings.server.log_level, ws_max_size=16 * 1024 * 1024,
                 timeout_graceful_shutdown=10)
+
+
+TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for /health (and the "
+                                                                     "model load) before giving up")]
+console = Console(highlight=False, soft_wrap=True)  # soft wrap: paths and commands stay copyable
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _fail(exc: LifecycleError) -> typer.Exit:
+    err_console.print(exc.render(), markup=False)
+    return typer.Exit(int(exc.code))
+
+
+def _start_flags(log_level: str | None, real: bool | None, model: str | None, stt_engine: str | None) -> dict[str, Any]:
+    flags = {"log_level": log_level, "real": real, "model": model, "stt_engine": stt_engine}
+    return {name: value for name, value in flags.items() if value is not None}
+
+
+def _start_detached(config: Path | None, flags: dict[str, Any], host: str | None, port: int | None,
+                    timeout: float) -> None:
+    settings = resolve_settings(config, host=host, port=port, **flags)
+    config_file = find_config_file(config)
+    try:
+        with console.status("Starting ddx-omni…") as spinner:
+            result = lifecycle.start(settings.server.host, settings.server.port,
+                                     config_file.resolve() if config_file else None, flags, timeout,
+                                     progress=lambda line: spinner.update(line))
+    except LifecycleError as exc:
+        raise _fail(exc) from None
+    for note in result.notes:
+        console.print(f"[yellow]{note}[/yellow]")
+    record = result.record
+    console.print(f"[green]ddx-omni is running[/green] — PID {record.pid}, ready in {result.elapsed_s:.1f} s")
+    console.print(f"  URL:          {record.url}   (welcome page: {record.url}/)")
+    console.print(f"  Health:       {result.health.get('status')}")
+    console.print(f"  Log:          {record.log}")
+    console.print("  Stop it with: ddx-omni stop")
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def start(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None, log_level: LogLevelOpt = None,
+          real: RealOpt = None, model: ModelOpt = None, stt_engine: SttEngineOpt = None,
+          timeout: TimeoutOpt = lifecycle.START_TIMEOUT_S) -> None:
+    """Start the server in the background, wait until it is ready, print its URL."""
+    _start_detached(config, _start_flags(log_level, real, model, stt_engine), host, port, timeout)
+
+
+StopTimeoutOpt = Annotated[float, typer.Option("--timeout", min=0, help="Seconds of graceful shutdown "
+                                                                      "(SIGTERM) before SIGKILL")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="SIGKILL at once, without a graceful shutdown")]
+
+
+def _stop(force: bool, timeout: float) -> lifecycle.StopResult:
+    with console.status(f"Stopping ddx-omni (in-flight requests get up to {timeout:g} s)…"):
+        return lifecycle.stop(force=force, timeout=timeout)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def stop(force: ForceOpt = False, timeout: StopTimeoutOpt = lifecycle.STOP_TIMEOUT_S) -> None:
+    """Stop the background server: SIGTERM, then SIGKILL after --timeout (or at once with --force)."""
+    try:
+        result = _stop(force, timeout)
+    except LifecycleError as exc:
+        raise _fail(exc) from None
+    how = "gracefully" if result.graceful else ("killed (--force)" if force else
+                                                f"killed after {timeout:g} s without exiting")
+    console.print(f"ddx-omni stopped (PID {result.pid}, {how}, {result.elapsed_s:.1f} s).")
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def restart(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None, log_level: LogLevelOpt = None,
+            real: RealOpt = None, model: ModelOpt = None, stt_engine: SttEngineOpt = None,
+            timeout: TimeoutOpt = lifecycle.START_TIMEOUT_S,
+            stop_timeout: Annotated[float, typer.Option("--stop-timeout", min=0)] = lifecycle.STOP_TIMEOUT_S) -> None:
+    """Stop the server (if running) and start it again with the same options; options given here replace them."""
+    lifecycle.discard_stale()
+    previous = lifecycle.read_record()
+    flags = {**(previous.flags if previous else {}), **_start_flags(log_level, real, model, stt_engine)}
+    if config is None and previous is not None and previous.config:
+        config = Path(previous.config)
+    if previous is not None and previous.port:
+        host, port = host or previous.host, port or previous.port
+    if previous is not None:
+        try:
+            _stop(False, stop_timeout)
+        except LifecycleError as exc:
+            if exc.code != ExitCode.NOT_RUNNING:
+                raise _fail(exc) from None
+    _start_detached(config, flags, host, port, timeout)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    parts = [f"{days} d"] * bool(days) + [f"{hours} h"] * bool(hours) + [f"{minutes} min"] * bool(minutes)
+    return " ".join(parts + [f"{secs} s"]) if not days else " ".join(parts)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False) -> None:
+    """Show whether the background server runs: PID, URL, uptime, health, model, STT engine."""
+    code, info = lifecycle.status()
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        raise typer.Exit(int(code))
+    if info.get("stale_pid_file"):
+        console.print(f"[yellow]{info['stale_pid_file']}[/yellow]")
+    if not info["running"]:
+        console.print(f"ddx-omni is [bold]not running[/bold] (no PID file at {info['pid_file']}).")
+        raise typer.Exit(int(code))
+    colour = {"ok": "green", "loading": "yellow"}.get(str(info["health"]), "red")
+    model = f"{info['model']} ({info['model_state']}, {info.get('llm_mode') or '?'} mode)" if info["model"] else "-"
+    rows = [("PID", str(info["pid"])), ("URL", f"{info['url']}   (welcome page: {info['url']}/)"),
+            ("Uptime", _duration(info["uptime_s"])), ("Health", f"[{colour}]{info['health']}[/{colour}]"),
+            ("Version", str(info.get("version") or "-")), ("Model", model),
+            ("STT engine", f"{info['stt_engine'] or '-'} ({info.get('stt_state') or '?'})"),
+            ("Log", info["log_file"])]
+    console.print("[green]●[/green] ddx-omni is running")
+    for label, value in rows:
+        console.print(f"  {label:<11} {value}")
+    raise typer.Exit(int(code))
 
 
 def openapi_document() -> dict[str, Any]:
