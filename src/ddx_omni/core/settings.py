@@ -93,6 +93,8 @@ class LlmSettings(_Section):
     load_wait_s: float = Field(120.0, ge=0)  # how long a request waits for a loading model
     default_max_tokens: int = Field(512, ge=1)
     prefill_step_size: int = Field(2048, ge=1)
+    swap_drain_s: float = Field(30.0, ge=0)  # a hot swap lets running generations finish this long, then fails them
+    default_temperature: float = Field(1.0, ge=0, le=2)  # OpenAI's default when a request names none
 
 
 class SttSettings(_Section):

@@ -1,6 +1,202 @@
-"""PLACEHOLDER — replaced by the llm routes."""
+"""Chat routes: the model registry, hot swap, and OpenAI chat completions (JSON or SSE)."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-public_router = APIRouter()
-router = APIRouter()
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from ..core.errors import ApiError, ContextTooLong, LlmError, RequestInvalid, error_body
+from .engine import ChatDelta, ChatEngine, ChatParams, ToolCall, Usage
+from .schemas import (
+    AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice, ChunkChoice, ChunkDelta,
+    CurrentModel, FunctionCall, LoadRequest, LoadResult, ModelCard, ModelList, PromptTokensDetails,
+    ToolCallDelta, ToolCallOut, UsageOut,
+)
+from .service import LlmService
+
+public_router = APIRouter(tags=["chat"])
+router = APIRouter(tags=["chat"])
+
+
+def _service(request: Request) -> LlmService:
+    return request.app.state.llm
+
+
+@public_router.get("/v1/models", summary="The model registry (OpenAI list + registry extras)")
+def list_models(request: Request) -> ModelList:
+    service = _service(request)
+    cards = [ModelCard(created=service.created, **entry.model_dump(exclude={"path"}))
+             for entry in service.registry.values()]
+    return ModelList(data=cards)
+
+
+@public_router.get("/v1/models/current", summary="The model that answers, and whether it is loaded")
+def current_model(request: Request) -> CurrentModel:
+    service = _service(request)
+    return CurrentModel(model_id=service.model_id, loaded=service.loaded, last_load_ms=service.last_load_ms)
+
+
+@router.post("/v1/models/load", summary="Hot swap: release the current model, load another")
+async def load_model(body: LoadRequest, request: Request) -> LoadResult:
+    return LoadResult(**await _service(request).load(body.model_id))
+
+
+# -- chat completions -----------------------------------------------------------------------------------------
+
+
+def _check_tool_choice(req: ChatCompletionRequest) -> None:
+    choice, names = req.tool_choice, {t.function.name for t in req.tools or []}
+    if choice is None or choice in ("auto", "none"):
+        return
+    if not names:
+        raise RequestInvalid("tool_choice needs `tools`", param="tool_choice")
+    if choice == "required":
+        return
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        name = (choice.get("function") or {}).get("name")
+        if name not in names:
+            raise RequestInvalid(f"tool_choice names '{name}', which is not in `tools`", param="tool_choice")
+        return
+    raise RequestInvalid("tool_choice must be auto, none, required or {type: function, function: {name}}",
+                         param="tool_choice")
+
+
+def to_params(req: ChatCompletionRequest) -> ChatParams:
+    """Validate what a request asks for against what the engines do, and map it to ChatParams."""
+    if (req.n or 1) > 1:
+        raise RequestInvalid("n > 1 is not supported: ask for one choice per request", param="n")
+    kind = (req.response_format or {}).get("type", "text")
+    if kind != "text":
+        raise RequestInvalid(f"response_format {kind} is not supported: this server has no constrained decoding, "
+                             "and would not silently ignore it", param="response_format")
+    if req.top_logprobs and not req.logprobs:
+        raise RequestInvalid("top_logprobs needs logprobs: true", param="top_logprobs")
+    _check_tool_choice(req)
+    try:
+        bias = {int(k): float(v) for k, v in (req.logit_bias or {}).items()}
+    except ValueError:
+        raise RequestInvalid("logit_bias keys must be token ids", param="logit_bias") from None
+    return ChatParams(
+        messages=[m.model_dump(exclude_none=True) for m in req.messages],
+        tools=[t.model_dump(exclude_none=True) for t in req.tools] if req.tools else None,
+        tool_choice=req.tool_choice, max_tokens=req.max_completion_tokens or req.max_tokens,
+        temperature=req.temperature, top_p=req.top_p, top_k=req.top_k, min_p=req.min_p, seed=req.seed,
+        stop=list(req.stop or []), presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
+        repetition_penalty=req.repetition_penalty, logit_bias=bias or None, logprobs=bool(req.logprobs),
+        top_logprobs=req.top_logprobs or 0, response_format=req.response_format)
+
+
+async def _fit_context(engine: ChatEngine, params: ChatParams, default_max_tokens: int) -> None:
+    """Reject prompt + max_tokens over the window before any generation; fit the default max_tokens in."""
+    prompt = await engine.count_prompt_tokens(params)
+    room = engine.context_window - prompt
+    if params.max_tokens is None:
+        params.max_tokens = min(default_max_tokens, room)
+    if room < 1 or params.max_tokens > room:
+        raise ContextTooLong(f"{prompt} prompt tokens + max_tokens {params.max_tokens} exceed the model's "
+                             f"context window of {engine.context_window}",
+                             {"prompt_tokens": prompt, "max_tokens": params.max_tokens,
+                              "context_window": engine.context_window}, param="messages")
+
+
+def _usage(usage: Usage | None) -> UsageOut:
+    usage = usage or Usage(0, 0)
+    return UsageOut(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                    total_tokens=usage.total_tokens,
+                    prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.cached_tokens))
+
+
+def _tool_out(call: ToolCall) -> ToolCallOut:
+    return ToolCallOut(id=call.id, function=FunctionCall(name=call.name, arguments=call.arguments))
+
+
+async def _complete(deltas: AsyncIterator[ChatDelta], first: ChatDelta, head: dict[str, Any]) -> ChatCompletion:
+    text, calls, logprobs, last = [], [], [], first
+    delta: ChatDelta | None = first
+    while delta is not None:
+        text.append(delta.text)
+        calls.extend(delta.tool_calls)
+        logprobs.extend(delta.logprobs or [])
+        last = delta
+        delta = await anext(deltas, None)
+    content = "".join(text)
+    message = AssistantMessage(content=None if calls and not content.strip() else content,
+                               tool_calls=[_tool_out(c) for c in calls] or None)
+    choice = Choice(message=message, finish_reason=last.finish_reason or "stop",
+                    logprobs={"content": logprobs} if logprobs else None)
+    return ChatCompletion(**head, choices=[choice], usage=_usage(last.usage))
+
+
+def _sse(chunk: ChatCompletionChunk | dict[str, Any]) -> str:
+    body = chunk if isinstance(chunk, dict) else chunk.model_dump(exclude_none=True)
+    return f"data: {json.dumps(body, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+def _chunks(delta: ChatDelta, head: dict[str, Any], calls_sent: int) -> list[ChatCompletionChunk]:
+    chunks = []
+    logprobs = {"content": delta.logprobs} if delta.logprobs else None
+    if delta.text or logprobs:
+        chunks.append(ChatCompletionChunk(**head, choices=[ChunkChoice(delta=ChunkDelta(content=delta.text),
+                                                                       logprobs=logprobs)]))
+    for i, call in enumerate(delta.tool_calls):
+        tool = ToolCallDelta(index=calls_sent + i, id=call.id, type="function",
+                             function={"name": call.name, "arguments": call.arguments})
+        chunks.append(ChatCompletionChunk(**head, choices=[ChunkChoice(delta=ChunkDelta(tool_calls=[tool]))]))
+    if delta.finish_reason:
+        chunks.append(ChatCompletionChunk(**head, choices=[ChunkChoice(delta=ChunkDelta(),
+                                                                       finish_reason=delta.finish_reason)]))
+    return chunks
+
+
+async def _stream(deltas: AsyncIterator[ChatDelta], first: ChatDelta, head: dict[str, Any], path: str,
+                  include_usage: bool) -> AsyncIterator[str]:
+    """SSE body. Starlette cancels this generator when the client disconnects; closing `deltas` then stops
+    the generation at its next token."""
+    calls_sent, usage = 0, None
+    try:
+        yield _sse(ChatCompletionChunk(**head, choices=[ChunkChoice(delta=ChunkDelta(role="assistant",
+                                                                                     content=""))]))
+        delta: ChatDelta | None = first
+        while delta is not None:
+            for chunk in _chunks(delta, head, calls_sent):
+                yield _sse(chunk)
+            calls_sent += len(delta.tool_calls)
+            usage = delta.usage or usage
+            delta = await anext(deltas, None)
+        if include_usage:
+            yield _sse(ChatCompletionChunk(**head, choices=[], usage=_usage(usage)))
+    except ApiError as exc:  # the headers are gone: report in-band, as OpenAI does
+        yield _sse(error_body(path, exc.status, exc.code, exc.message, exc.detail, exc.param))
+    finally:
+        await deltas.aclose()  # type: ignore[attr-defined]
+    yield "data: [DONE]\n\n"
+
+
+@router.post("/v1/chat/completions", summary="OpenAI chat completions (stream: true → SSE)", response_model=None)
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> ChatCompletion | StreamingResponse:
+    service = _service(request)
+    params = to_params(body)
+    engine = await service.engine(body.model)
+    await _fit_context(engine, params, service.settings.llm.default_max_tokens)
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": engine.model_id}
+    deltas = engine.stream(params)
+    # The first delta (prompt processed) comes before the status line, so that errors are real HTTP errors.
+    try:
+        first = await anext(deltas, None)
+        if first is None:
+            raise LlmError("The engine ended without an answer")
+        if not body.stream:
+            return await _complete(deltas, first, head)
+    except BaseException:
+        await deltas.aclose()  # type: ignore[attr-defined]
+        raise
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    return StreamingResponse(_stream(deltas, first, head, request.url.path, include_usage),
+                             media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"})

@@ -1,13 +1,20 @@
-"""The LLM component: which engine answers (mock or MLX), its load state, and hot swap."""
+"""The LLM component: which engine answers (mock or MLX), the registry, background loading and hot swap."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from typing import Any
 
-from ..core.errors import ModelNotFound
-from ..core.settings import Settings
+from ..core.errors import ModelNotFound, ModelUnavailable
+from ..core.settings import ModelEntry, Settings
 from .engine import ChatEngine
+from .mlx_engine import MlxEngine
 from .mock import MockEngine
+from .registry import build_registry, resolve
+
+log = logging.getLogger("ddx_omni.llm")
 
 
 class LlmService:
@@ -15,23 +22,111 @@ class LlmService:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.model_id = settings.llm.model
+        self.real = settings.llm.use_real_model
+        self.registry: dict[str, ModelEntry] = build_registry(settings.llm)
+        self.created = int(time.time())
+        self.model_id = (resolve(self.registry, settings.llm.model) or ModelEntry(id=settings.llm.model)).id
+        self.model_state = "loading" if self.real else "ready"
+        self.model_error: str | None = None
+        self.last_load_ms: int | None = None if self.real else 0
+        self._engine: MlxEngine | None = None
+        self._swap_lock = asyncio.Lock()
+        self._settled = asyncio.Event()  # set whenever no load is in progress (loaded or failed)
+        self._load_task: asyncio.Task[Any] | None = None
+        self._load_started = time.monotonic()
+
+    @property
+    def mode(self) -> str:
+        return "real" if self.real else "mock"
 
     async def start(self) -> None:
-        return None
+        if not self.real:
+            self._settled.set()
+            return
+        # In the background: /health answers `loading` meanwhile, requests wait for it (bounded).
+        self._load_task = asyncio.create_task(self._swap_to(self.registry[self.model_id]))
 
     async def stop(self) -> None:
-        return None
+        if self._load_task is not None and not self._load_task.done():
+            self._load_task.cancel()
+        async with self._swap_lock:
+            if self._engine is not None:
+                await self._engine.close(drain_s=0)
+                self._engine = None
 
     def health(self) -> dict[str, Any]:
-        return {"state": "ready", "mode": "mock", "model": self.model_id, "model_state": "ready",
-                "model_load_elapsed_ms": 0, "model_error": None}
+        state = {"ready": "ready", "loading": "loading"}.get(self.model_state, "failed")
+        elapsed = (self.last_load_ms if self.model_state != "loading"
+                   else int((time.monotonic() - self._load_started) * 1000))
+        return {"state": state, "mode": self.mode, "model": self.model_id, "model_state": self.model_state,
+                "model_load_elapsed_ms": elapsed, "model_error": self.model_error}
+
+    @property
+    def loaded(self) -> bool:
+        return not self.real or (self._engine is not None and self.model_state == "ready")
 
     async def engine(self, model_id: str | None = None) -> ChatEngine:
-        return MockEngine(model_id or self.model_id)
+        if not self.real:
+            return MockEngine(model_id or self.model_id)
+        if model_id is not None:
+            entry = resolve(self.registry, model_id)
+            if entry is None:
+                raise ModelNotFound(f"Model '{model_id}' is not in the registry",
+                                    "GET /v1/models lists the ids this server knows", param="model")
+            if entry.id != self.model_id:
+                await self.load(entry.id)  # like mlx_lm.server: naming another registered model switches to it
+        try:
+            await asyncio.wait_for(self._settled.wait(), timeout=self.settings.llm.load_wait_s)
+        except asyncio.TimeoutError:
+            raise ModelUnavailable(f"Model {self.model_id} is still loading",
+                                   f"waited {self.settings.llm.load_wait_s:g} s; retry later") from None
+        if self._engine is None:
+            raise ModelUnavailable(f"Model {self.model_id} is not available", self.model_error)
+        return self._engine
 
     async def load(self, model_id: str) -> dict[str, Any]:
-        raise ModelNotFound(f"Cannot load {model_id}", "server not in real-model mode")
+        if not self.real:
+            raise ModelNotFound(f"Cannot load {model_id}", "server not in real-model mode", param="model_id")
+        entry = resolve(self.registry, model_id)
+        if entry is None:
+            raise ModelNotFound(f"Model '{model_id}' is not in the registry",
+                                "GET /v1/models lists the ids this server knows", param="model_id")
+        async with self._swap_lock:
+            if entry.id == self.model_id and self._engine is not None:
+                return {"swapped": False, "load_ms": 0, "loaded": entry.id}
+            await self._swap_locked(entry)
+        if self._engine is None:
+            raise ModelUnavailable(f"Model {entry.id} could not be loaded", self.model_error)
+        return {"swapped": True, "load_ms": self.last_load_ms or 0, "loaded": entry.id}
+
+    async def _swap_to(self, entry: ModelEntry) -> None:
+        async with self._swap_lock:
+            await self._swap_locked(entry)
+
+    async def _swap_locked(self, entry: ModelEntry) -> None:
+        """Release the old model (drain, fail leftovers, clear MLX's cache), then load the new one."""
+        self._settled.clear()
+        self.model_id, self.model_state, self.model_error = entry.id, "loading", None
+        self._load_started = time.monotonic()
+        old, self._engine = self._engine, None
+        if old is not None:
+            await old.close(drain_s=self.settings.llm.swap_drain_s)
+        start = time.perf_counter()
+        try:
+            self._engine = await MlxEngine.load(
+                entry.id, entry.path or entry.id, context_window=entry.context_window,
+                prefill_step_size=self.settings.llm.prefill_step_size,
+                default_temperature=self.settings.llm.default_temperature)
+            self.model_state = "ready"
+        except asyncio.CancelledError:
+            self.model_state, self.model_error = "failed", "loading was cancelled"
+            raise
+        except Exception as exc:
+            log.error("loading model %s from %s failed: %s", entry.id, entry.path or entry.id, exc)
+            self.model_state, self.model_error = "failed", f"{type(exc).__name__}: {exc}"
+        finally:
+            self.last_load_ms = int((time.perf_counter() - start) * 1000)
+            self._settled.set()
 
 
 def create_service(settings: Settings) -> LlmService:

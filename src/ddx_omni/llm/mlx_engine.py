@@ -1,0 +1,277 @@
+"""MLX engine: one loaded mlx-lm model, generating on its own worker thread and streaming to the event loop.
+
+Every MLX call of an engine (load, generate, release) runs on ONE dedicated thread: MLX state is not safe to
+share across threads, and one thread also serialises the requests to the model. Tokens cross to the event loop
+through an asyncio queue; each request has a cancel flag the worker checks after every token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core import metrics
+from ..core.errors import ApiError, ContextTooLong, LlmError, ModelUnavailable, RequestInvalid
+from .engine import ChatDelta, ChatParams, Usage
+from .output import OutputParser
+
+_END = object()
+
+
+@dataclass(eq=False)  # identity hashing: jobs live in a set
+class _Job:
+    """One request's state, owned by the worker thread (nothing per-request lives on shared objects)."""
+
+    params: ChatParams
+    emit: Callable[[Any], None]
+    started: float
+    cancel: threading.Event = field(default_factory=threading.Event)
+    unloaded: bool = False  # cancelled by a hot swap (fails the request) rather than by the client
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return "" if content is None else str(content)
+
+
+def _template_message(message: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI message → what chat templates expect: plain-text content, tool-call arguments as objects."""
+    out = {k: v for k, v in message.items() if v is not None}
+    out["role"] = "system" if message.get("role") == "developer" else message.get("role")
+    out["content"] = _text_of(message.get("content"))
+    calls = []
+    for call in message.get("tool_calls") or []:
+        function = dict(call.get("function") or {})
+        try:
+            function["arguments"] = json.loads(function.get("arguments") or "{}")
+        except (TypeError, ValueError):
+            pass  # leave malformed arguments as text: the template prints them as given
+        calls.append({**call, "function": function})
+    if calls:
+        out["tool_calls"] = calls
+    return out
+
+
+def forced_prefix(params: ChatParams, tool_start: str | None, parser_type: str | None) -> str:
+    """Text appended after the generation prompt so the model must call a tool (tool_choice required/named)."""
+    choice = params.tool_choice
+    if not params.tools or tool_start is None or choice in (None, "auto", "none"):
+        return ""
+    if isinstance(choice, dict) and parser_type == "json_tools":
+        name = (choice.get("function") or {}).get("name", "")
+        return f'{tool_start}\n{{"name": {json.dumps(name)}, "arguments": '
+    return f"{tool_start}\n"
+
+
+class MlxEngine:
+    """A loaded model. Build it with `await MlxEngine.load(...)`; release it with `await close()`."""
+
+    def __init__(self, model_id: str, executor: ThreadPoolExecutor, model: Any, tokenizer: Any,
+                 context_window: int, prefill_step_size: int, default_temperature: float) -> None:
+        self.model_id = model_id
+        self.context_window = context_window
+        self._executor = executor
+        self._model = model
+        self._tokenizer = tokenizer
+        self._prefill_step_size = prefill_step_size
+        self._default_temperature = default_temperature
+        self._jobs: set[_Job] = set()
+        self._closing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        config = getattr(tokenizer, "init_kwargs", {}) or {}
+        self._parser_type = config.get("tool_parser_type")
+
+    @classmethod
+    async def load(cls, model_id: str, path: str, *, context_window: int | None = None,
+                   prefill_step_size: int = 2048, default_temperature: float = 1.0) -> MlxEngine:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mlx-{model_id[-24:]}")
+        start = time.perf_counter()
+        try:
+            model, tokenizer, config = await asyncio.get_running_loop().run_in_executor(executor, _load, path)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        metrics.LLM_LOAD_SECONDS.labels(model_id).observe(time.perf_counter() - start)
+        window = context_window or config.get("max_position_embeddings") or 4096
+        return cls(model_id, executor, model, tokenizer, int(window), prefill_step_size, default_temperature)
+
+    # -- prompt ---------------------------------------------------------------------------------------------
+
+    def _prompt_tokens(self, params: ChatParams) -> list[int]:
+        tokenizer = self._tokenizer
+        tools = params.tools if params.tools and params.tool_choice != "none" else None
+        messages = [_template_message(m) for m in params.messages]
+        try:
+            text = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
+        except Exception as exc:  # jinja raises on conversations its template refuses (e.g. role order)
+            raise RequestInvalid(f"The model's chat template rejected the messages: {exc}", param="messages")
+        text += forced_prefix(params, tokenizer.tool_call_start, self._parser_type)
+        return list(tokenizer.encode(text, add_special_tokens=False))
+
+    async def count_prompt_tokens(self, params: ChatParams) -> int:
+        # Tokenizing is thread-safe and must not wait behind a generation on the model thread.
+        return len(await asyncio.to_thread(self._prompt_tokens, params))
+
+    # -- generation -----------------------------------------------------------------------------------------
+
+    async def stream(self, params: ChatParams) -> AsyncIterator[ChatDelta]:
+        if self._closing:
+            raise ModelUnavailable(f"Model {self.model_id} is being unloaded", "retry the request")
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+
+        def emit(item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop has closed (server shutting down): nobody is listening
+                pass
+
+        job = _Job(params=params, emit=emit, started=time.perf_counter())
+        self._jobs.add(job)
+        self._idle.clear()
+        loop.run_in_executor(self._executor, self._run, job)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            job.cancel.set()  # a consumer that went away stops the worker at its next token
+            self._jobs.discard(job)
+            if not self._jobs:
+                self._idle.set()
+
+    def _run(self, job: _Job) -> None:
+        try:
+            if job.unloaded:
+                raise _unloaded(self.model_id)
+            if not job.cancel.is_set():
+                self._generate(job)
+        except Exception as exc:  # surfaced to the request; never kills the worker thread
+            job.emit(exc if isinstance(exc, ApiError) else LlmError("Generation failed", f"{type(exc).__name__}: {exc}"))
+        finally:
+            job.emit(_END)
+
+    def _generate(self, job: _Job) -> None:
+        import mlx.core as mx
+        from mlx_lm import stream_generate
+        from mlx_lm.sample_utils import make_logits_processors, make_sampler
+
+        params, tokenizer = job.params, self._tokenizer
+        prompt = self._prompt_tokens(params)
+        max_tokens = params.max_tokens or max(1, self.context_window - len(prompt))
+        if len(prompt) + max_tokens > self.context_window:
+            raise ContextTooLong(f"{len(prompt)} prompt tokens + max_tokens {max_tokens} exceed the context window "
+                                 f"of {self.context_window}", param="messages")
+        vocab = len(tokenizer)
+        bias = params.logit_bias or {}
+        if any(not 0 <= t < max(vocab, 1) for t in bias):
+            raise RequestInvalid(f"logit_bias names a token id outside the vocabulary (0..{vocab - 1})",
+                                 param="logit_bias")
+        if params.seed is not None:
+            mx.random.seed(params.seed)
+        temperature = self._default_temperature if params.temperature is None else params.temperature
+        sampler = make_sampler(temp=temperature, top_p=params.top_p or 0.0, min_p=params.min_p or 0.0,
+                               top_k=params.top_k or 0)
+        processors = make_logits_processors(logit_bias=bias or None, repetition_penalty=params.repetition_penalty,
+                                            presence_penalty=params.presence_penalty,
+                                            frequency_penalty=params.frequency_penalty)
+        parser = OutputParser(params.stop, tokenizer.tool_call_start, tokenizer.tool_call_end,
+                              tokenizer.tool_parser if params.tool_choice != "none" else None, params.tools)
+        parser.feed(forced_prefix(params, tokenizer.tool_call_start, self._parser_type))
+        called = False
+        finish, generated, tic = "stop", 0, time.perf_counter()
+        for response in stream_generate(self._model, tokenizer, mx.array(prompt), max_tokens=max_tokens,
+                                        sampler=sampler, logits_processors=processors,
+                                        prefill_step_size=self._prefill_step_size):
+            if job.cancel.is_set():
+                break
+            if generated == 0:
+                tic = time.perf_counter()
+                metrics.LLM_TTFT.labels(self.model_id).observe(tic - job.started)
+            generated = response.generation_tokens
+            piece = parser.feed(response.text)
+            logprobs = self._logprobs(response, params) if params.logprobs else None
+            if piece.text or piece.tool_calls or logprobs:
+                called |= bool(piece.tool_calls)
+                job.emit(ChatDelta(text=piece.text, tool_calls=piece.tool_calls, logprobs=logprobs))
+            if piece.stopped:
+                finish = "stop"
+                break
+            finish = response.finish_reason or finish
+        if job.unloaded:
+            raise _unloaded(self.model_id)
+        if job.cancel.is_set():
+            return
+        tail = parser.finish()
+        called |= bool(tail.tool_calls)
+        elapsed = time.perf_counter() - tic
+        metrics.LLM_TOKENS.labels(self.model_id).inc(generated)
+        metrics.LLM_PROMPT_TOKENS.labels(self.model_id).inc(len(prompt))
+        if generated > 1 and elapsed > 0:
+            metrics.LLM_TPS.labels(self.model_id).observe((generated - 1) / elapsed)
+        job.emit(ChatDelta(text=tail.text, tool_calls=tail.tool_calls,
+                           finish_reason="tool_calls" if called and finish != "length" else finish,
+                           usage=Usage(prompt_tokens=len(prompt), completion_tokens=generated)))
+
+    def _logprobs(self, response: Any, params: ChatParams) -> list[dict[str, Any]]:
+        import mlx.core as mx
+
+        row = response.logprobs
+
+        def entry(token: int, value: float) -> dict[str, Any]:
+            text = self._tokenizer.decode([token])
+            return {"token": text, "logprob": value, "bytes": list(text.encode("utf-8"))}
+
+        top: list[dict[str, Any]] = []
+        if params.top_logprobs:
+            k = min(params.top_logprobs, row.size)
+            ids = mx.argpartition(-row, kth=k - 1)[:k]
+            values = row[ids]
+            order = mx.argsort(-values)
+            top = [entry(int(t), float(v)) for t, v in zip(ids[order].tolist(), values[order].tolist())]
+        return [{**entry(response.token, float(row[response.token].item())), "top_logprobs": top}]
+
+    # -- release --------------------------------------------------------------------------------------------
+
+    async def close(self, drain_s: float = 0.0) -> None:
+        """Refuse new requests, let running ones finish for `drain_s`, fail the rest, free the model's memory."""
+        self._closing = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=drain_s)
+        except asyncio.TimeoutError:
+            for job in list(self._jobs):
+                job.unloaded = True
+                job.cancel.set()
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._release)
+        self._executor.shutdown(wait=False)
+
+    def _release(self) -> None:
+        import mlx.core as mx
+
+        self._model = None
+        self._tokenizer = None
+        gc.collect()
+        mx.clear_cache()  # MLX keeps freed buffers in a pool; give them back before the next model loads
+
+
+def _unloaded(model_id: str) -> ModelUnavailable:
+    return ModelUnavailable(f"Model {model_id} was unloaded by a model swap during this request", "retry the request")
+
+
+def _load(path: str) -> tuple[Any, Any, dict[str, Any]]:
+    from mlx_lm import load
+
+    return load(path, return_config=True)

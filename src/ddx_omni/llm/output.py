@@ -1,0 +1,119 @@
+"""Turns streamed model text into clean content and whole tool calls: stop strings and tool-call markup never leak.
+
+Text is held back only while it could still be the start of a stop string or of a tool-call opening tag, so a
+stop string split across chunks is still found and trimmed.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .engine import ToolCall
+
+ToolParser = Callable[[str, Any], Any]  # mlx-lm's parse_tool_call(text, tools) -> dict | list[dict]
+
+
+def new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def to_tool_calls(parsed: Any) -> list[ToolCall]:
+    """mlx-lm parser output ({name, arguments} or a list of them) → ToolCalls with JSON-text arguments."""
+    items = parsed if isinstance(parsed, list) else [parsed]
+    calls = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ValueError(f"not a tool call: {item!r}")
+        arguments = item.get("arguments", {})
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+        calls.append(ToolCall(id=new_call_id(), name=item["name"], arguments=text))
+    return calls
+
+
+def _held_suffix(text: str, markers: Sequence[str]) -> int:
+    """Length of the longest end of `text` that is a proper beginning of one of `markers`."""
+    longest = 0
+    for marker in markers:
+        for size in range(min(len(marker) - 1, len(text)), longest, -1):
+            if text.endswith(marker[:size]):
+                longest = size
+                break
+    return longest
+
+
+@dataclass
+class Piece:
+    text: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    stopped: bool = False  # a stop string was reached: generation should end here
+
+
+class OutputParser:
+    """Feed model text in order; get back the content that is safe to emit and the tool calls completed so far."""
+
+    def __init__(self, stop: Sequence[str] = (), tool_start: str | None = None, tool_end: str | None = None,
+                 tool_parser: ToolParser | None = None, tools: Any = None) -> None:
+        self.stop = [s for s in stop if s]
+        self.tool_start = tool_start if tool_parser else None
+        self.tool_end = tool_end
+        self.tool_parser = tool_parser
+        self.tools = tools
+        self._pending = ""
+        self._in_tool = False
+        self.stopped = False
+
+    def feed(self, text: str) -> Piece:
+        piece = Piece()
+        if self.stopped:
+            return piece
+        self._pending += text
+        while True:
+            if self._in_tool:
+                end = self._pending.find(self.tool_end) if self.tool_end else -1
+                if end < 0:
+                    return piece
+                self._close_tool(self._pending[:end], piece)
+                self._pending = self._pending[end + len(self.tool_end or ""):]
+                continue
+            stop_at = min((i for i in (self._pending.find(s) for s in self.stop) if i >= 0), default=-1)
+            tool_at = self._pending.find(self.tool_start) if self.tool_start else -1
+            if stop_at >= 0 and (tool_at < 0 or stop_at <= tool_at):
+                piece.text += self._pending[:stop_at]
+                self._pending = ""
+                self.stopped = piece.stopped = True
+                return piece
+            if tool_at >= 0:
+                piece.text += self._pending[:tool_at]
+                self._pending = self._pending[tool_at + len(self.tool_start or ""):]
+                self._in_tool = True
+                continue
+            markers = self.stop + ([self.tool_start] if self.tool_start else [])
+            keep = _held_suffix(self._pending, markers)
+            cut = len(self._pending) - keep
+            piece.text += self._pending[:cut]
+            self._pending = self._pending[cut:]
+            return piece
+
+    def finish(self) -> Piece:
+        """End of generation: release held-back text; an unterminated tool call is parsed if it can be."""
+        piece = Piece()
+        if self._in_tool:
+            self._close_tool(self._pending, piece)
+        elif not self.stopped:
+            piece.text = self._pending
+        self._pending = ""
+        self._in_tool = False
+        return piece
+
+    def _close_tool(self, body: str, piece: Piece) -> None:
+        self._in_tool = False
+        try:
+            assert self.tool_parser is not None
+            piece.tool_calls.extend(to_tool_calls(self.tool_parser(body, self.tools)))
+        except Exception:
+            # Not a valid call (a random or confused model): keep the words, drop the markup.
+            piece.text += body.strip()
