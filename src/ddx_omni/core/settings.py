@@ -110,6 +110,9 @@ class SttSettings(_Section):
 class ResponsesSettings(_Section):
     db_path: Path = Field(default_factory=lambda: state_dir() / "responses.db")
     default_max_output_tokens: int = Field(1024, ge=1)
+    # NORMAL: in WAL mode a commit survives a killed process (SIGKILL), which is the promise made to clients;
+    # FULL also survives power loss, at the price of an fsync on every commit.
+    synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
 
 
 class Settings(BaseSettings):

@@ -1,5 +1,99 @@
-"""PLACEHOLDER — replaced by the responses routes."""
+"""Routes of the Responses and Conversations APIs: parse, call the responses component, shape the answer."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from .schemas import AddItemsRequest, CreateConversationRequest, CreateResponseRequest, UpdateConversationRequest, \
+    bad_request
+from .service import ResponsesService
+
+router = APIRouter(prefix="/v1", tags=["responses"])
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _service(request: Request) -> ResponsesService:
+    return request.app.state.responses
+
+
+def _page_args(limit: int, order: str) -> dict[str, Any]:
+    if not 1 <= limit <= 100:
+        raise bad_request("limit: must be between 1 and 100", "limit")
+    if order not in ("asc", "desc"):
+        raise bad_request("order: must be 'asc' or 'desc'", "order")
+    return {"limit": limit, "order": order}
+
+
+@router.post("/responses", summary="Create a response (optionally streamed, chained, or in the background)")
+async def create_response(body: CreateResponseRequest, request: Request) -> Any:
+    result = await _service(request).create(body)
+    if isinstance(result, dict):
+        return result
+    return StreamingResponse(result, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@router.get("/responses/{response_id}", summary="Retrieve a stored response")
+async def get_response(response_id: str, request: Request) -> dict[str, Any]:
+    return await _service(request).get(response_id)
+
+
+@router.delete("/responses/{response_id}", summary="Delete a stored response")
+async def delete_response(response_id: str, request: Request) -> dict[str, Any]:
+    return await _service(request).delete(response_id)
+
+
+@router.post("/responses/{response_id}/cancel", summary="Cancel a background response")
+async def cancel_response(response_id: str, request: Request) -> dict[str, Any]:
+    return await _service(request).cancel(response_id)
+
+
+@router.get("/responses/{response_id}/input_items", summary="List a response's input items")
+async def list_input_items(response_id: str, request: Request, after: str | None = None, limit: int = 20,
+                           order: str = "desc") -> dict[str, Any]:
+    return await _service(request).input_items(response_id, after=after, **_page_args(limit, order))
+
+
+@router.post("/conversations", summary="Create a conversation")
+async def create_conversation(body: CreateConversationRequest, request: Request) -> dict[str, Any]:
+    return await _service(request).create_conversation(body.items, body.metadata)
+
+
+@router.get("/conversations/{conversation_id}", summary="Retrieve a conversation")
+async def get_conversation(conversation_id: str, request: Request) -> dict[str, Any]:
+    return await _service(request).conversation(conversation_id)
+
+
+@router.post("/conversations/{conversation_id}", summary="Update a conversation's metadata")
+async def update_conversation(conversation_id: str, body: UpdateConversationRequest,
+                              request: Request) -> dict[str, Any]:
+    return await _service(request).update_conversation(conversation_id, body.metadata)
+
+
+@router.delete("/conversations/{conversation_id}", summary="Delete a conversation")
+async def delete_conversation(conversation_id: str, request: Request) -> dict[str, Any]:
+    return await _service(request).delete_conversation(conversation_id)
+
+
+@router.post("/conversations/{conversation_id}/items", summary="Add items (at most 20) to a conversation")
+async def add_items(conversation_id: str, body: AddItemsRequest, request: Request) -> dict[str, Any]:
+    return await _service(request).add_items(conversation_id, body.items)
+
+
+@router.get("/conversations/{conversation_id}/items", summary="List a conversation's items")
+async def list_items(conversation_id: str, request: Request, after: str | None = None, limit: int = 20,
+                     order: str = "desc") -> dict[str, Any]:
+    return await _service(request).list_items(conversation_id, after=after, **_page_args(limit, order))
+
+
+@router.get("/conversations/{conversation_id}/items/{item_id}", summary="Retrieve a conversation item")
+async def get_item(conversation_id: str, item_id: str, request: Request) -> dict[str, Any]:
+    return await _service(request).item(conversation_id, item_id)
+
+
+@router.delete("/conversations/{conversation_id}/items/{item_id}", summary="Delete a conversation item")
+async def delete_item(conversation_id: str, item_id: str, request: Request) -> dict[str, Any]:
+    return await _service(request).delete_item(conversation_id, item_id)

@@ -1,24 +1,272 @@
-"""PLACEHOLDER — replaced by the responses implementation."""
+"""The responses component: plans turns (history, prompt, truncation), runs them, and serves stored state."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 from ..core.settings import Settings
+from ..llm.engine import ChatEngine, ChatParams
+from . import items as it
+from .events import DONE, EventLog, encode
+from .schemas import (CONVERSATION_ITEMS_MAX, CreateResponseRequest, bad_request, check_metadata,
+                      conversation_object, list_object, new_id, not_found, response_object)
+from .store import Store
+from .turn import TERMINAL_EVENTS, Turn, TurnPlan
+
+log = logging.getLogger("ddx_omni.responses")
+
+STOP_WAIT_S = 10.0
 
 
-class _Pending:
+class EngineProvider(Protocol):
+    """What this component needs from the LLM component."""
+
+    async def engine(self, model_id: str | None = None) -> ChatEngine: ...
+
+
+class ResponsesService:
     name = "responses"
 
+    def __init__(self, settings: Settings, llm: EngineProvider) -> None:
+        self.settings = settings
+        self.llm = llm
+        self.store = Store(settings.responses.db_path, synchronous=settings.responses.synchronous)
+        self.turns: dict[str, Turn] = {}  # running turns, by response id
+        self.error: str | None = None
+
+    # ---- component ----------------------------------------------------------------------------------------
     async def start(self) -> None:
-        return None
+        try:
+            await self.store.open()
+            failed = await self.store.fail_unfinished("the server restarted before this response finished")
+            if failed:
+                log.warning("marked %d unfinished background responses as failed", failed)
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.exception("responses database %s could not be opened", self.store.path)
+            raise
 
     async def stop(self) -> None:
-        return None
+        tasks = [turn.task for turn in self.turns.values() if turn.task is not None]
+        for turn in list(self.turns.values()):
+            turn.stop("shutdown")
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_WAIT_S)
+        await self.store.close()
 
     def health(self) -> dict[str, Any]:
-        return {"state": "idle"}
+        state = "ready" if self.store.is_open else ("failed" if self.error else "idle")
+        return {"state": state, "db_path": str(self.store.path), "schema_version": self.store.schema_version,
+                "running": len(self.turns), "error": self.error}
+
+    # ---- responses ----------------------------------------------------------------------------------------
+    async def create(self, request: CreateResponseRequest) -> dict[str, Any] | AsyncIterator[bytes]:
+        """Plan and start a turn. Returns the finished response, the queued one (background), or SSE bytes."""
+        plan = await self._plan(request)
+        events = EventLog()
+        queue: asyncio.Queue[dict[str, Any]] | None = None
+        if request.stream:
+            queue = asyncio.Queue()
+            events.listeners.append(queue.put_nowait)
+        turn = Turn(plan, self.store, events)
+        if request.background:
+            # the queued row exists before the id is handed out, so GET/cancel work at once
+            await self.store.save_response(plan.response, [], conversation_id=plan.conversation_id)
+        self.turns[turn.id] = turn
+        turn.start().add_done_callback(lambda _: self.turns.pop(turn.id, None))
+        if queue is not None:
+            return self._sse(turn, queue, detach_stops=not request.background)
+        if request.background:
+            return dict(plan.response, output=[])
+        await asyncio.shield(turn.task)  # type: ignore[arg-type]
+        return turn.response
+
+    async def _sse(self, turn: Turn, queue: asyncio.Queue[dict[str, Any]], detach_stops: bool) -> AsyncIterator[bytes]:
+        try:
+            while True:
+                event = await queue.get()
+                yield encode(event)
+                if event["type"] in TERMINAL_EVENTS:
+                    break
+            yield DONE
+        finally:
+            # the client left (or the stream ended): stop the generation unless it runs in the background
+            turn.events.listeners.clear()
+            if detach_stops:
+                turn.stop("cancelled")
+
+    async def _plan(self, request: CreateResponseRequest) -> TurnPlan:
+        conversation_id = request.conversation_id
+        if conversation_id and request.previous_response_id:
+            raise bad_request("previous_response_id and conversation cannot be used together", "conversation")
+        store = request.store is not False
+        if request.background and not store:
+            raise bad_request("background responses must be stored: remove store=false", "background")
+        metadata = check_metadata(request.metadata)
+        echo_tools, chat_tools = it.function_tools(request.tools)
+        tool_choice = it.chat_tool_choice(request.tool_choice)
+        response = response_object(request, response_id=new_id("resp"), model=request.model or "", created_at=time.time(),
+                                   status="queued" if request.background else "in_progress", tools=echo_tools,
+                                   metadata=metadata, conversation_id=conversation_id)
+        fmt = it.response_format(response["text"]["format"])
+
+        history = await self._history(request.previous_response_id, conversation_id)
+        input_items = await it.normalize_input(request.input, self.store.find_item)
+        engine = await self.llm.engine(request.model)
+        response["model"] = request.model or engine.model_id
+        params = ChatParams(messages=[], tools=chat_tools, tool_choice=tool_choice,
+                            max_tokens=request.max_output_tokens or self.settings.responses.default_max_output_tokens,
+                            temperature=response["temperature"], top_p=response["top_p"],
+                            presence_penalty=request.presence_penalty, frequency_penalty=request.frequency_penalty,
+                            response_format=fmt)
+        prompt_tokens = await self._fit_prompt(params, engine, history + input_items, request)
+        return TurnPlan(response=response, input_items=input_items, params=params, engine=engine, store=store,
+                        conversation_id=conversation_id, prompt_tokens=prompt_tokens)
+
+    async def _history(self, previous_id: str | None, conversation_id: str | None) -> list[dict[str, Any]]:
+        if previous_id:
+            previous = self.turns.get(previous_id)
+            if previous is not None and previous.task is not None and not previous.task.done():
+                raise bad_request(f"previous response {previous_id} is still in progress", "previous_response_id",
+                                  code="response_in_progress")
+            if not await self.store.response_exists(previous_id):
+                raise not_found(f"Previous response with id '{previous_id}' not found.", "previous_response_id")
+            return await self.store.chain_items(previous_id)
+        if conversation_id:
+            if await self.store.get_conversation(conversation_id) is None:
+                raise not_found(f"Conversation with id '{conversation_id}' not found.", "conversation")
+            return await self.store.conversation_items(conversation_id)
+        return []
+
+    async def _fit_prompt(self, params: ChatParams, engine: ChatEngine, items: list[dict[str, Any]],
+                          request: CreateResponseRequest) -> int:
+        """Set params.messages to what fits the context window: all of it, or (truncation=auto) the newest
+        items that fit. Overflow with truncation=disabled is a 400, as OpenAI answers."""
+        budget = engine.context_window - (request.max_output_tokens or 1)
+
+        async def tokens_from(start: int) -> int:
+            params.messages = it.to_chat_messages(items[start:], request.instructions)
+            return await engine.count_prompt_tokens(params)
+
+        count = await tokens_from(0)
+        if count <= budget:
+            return count
+        if request.truncation != "auto":
+            raise bad_request(f"The input ({count} tokens) exceeds the context window of {engine.model_id} "
+                              f"({engine.context_window} tokens, {budget} left for input). Shorten it or set "
+                              f"truncation='auto'.", "input", code="context_too_long")
+        # binary search for the fewest oldest items to drop: O(log n) token counts, not O(n)
+        low, high = 1, len(items) - 1
+        best: int | None = None
+        while low <= high:
+            mid = (low + high) // 2
+            if await tokens_from(mid) <= budget:
+                best, high = mid, mid - 1
+            else:
+                low = mid + 1
+        if best is not None:
+            while not it.droppable_prefix_ok(items, best) and best < len(items) - 1:
+                best += 1
+            count = await tokens_from(best)
+            if count <= budget:
+                return count
+        raise bad_request(f"Even the newest input item alone exceeds the context window of {engine.model_id} "
+                          f"({budget} tokens left for input).", "input", code="context_too_long")
+
+    async def get(self, response_id: str) -> dict[str, Any]:
+        turn = self.turns.get(response_id)
+        if turn is not None and turn.plan.store and turn.response["background"]:
+            return dict(turn.response, output=list(turn.out.items))
+        response = await self.store.get_response(response_id)
+        if response is None:
+            raise not_found(f"Response with id '{response_id}' not found.")
+        return response
+
+    async def delete(self, response_id: str) -> dict[str, Any]:
+        turn = self.turns.get(response_id)
+        if turn is not None:
+            turn.stop("cancelled")
+            await asyncio.wait([turn.task])  # type: ignore[list-item]
+        if not await self.store.delete_response(response_id):
+            raise not_found(f"Response with id '{response_id}' not found.")
+        return {"id": response_id, "object": "response.deleted", "deleted": True}
+
+    async def cancel(self, response_id: str) -> dict[str, Any]:
+        turn = self.turns.get(response_id)
+        if turn is not None and turn.response["background"]:
+            turn.stop("cancelled")
+            await asyncio.wait([turn.task])  # type: ignore[list-item]
+            return turn.response
+        response = await self.get(response_id)
+        if not response.get("background"):
+            raise bad_request("Only background responses can be cancelled.", "response_id")
+        return response  # already finished: cancelling is a no-op, as OpenAI does
+
+    async def input_items(self, response_id: str, *, after: str | None, limit: int, order: str) -> dict[str, Any]:
+        if not await self.store.response_exists(response_id):
+            raise not_found(f"Response with id '{response_id}' not found.")
+        data, has_more = await self.store.page_input_items(response_id, after=after, limit=limit, order=order)
+        return list_object(data, has_more)
+
+    # ---- conversations --------------------------------------------------------------------------------------
+    async def create_conversation(self, items: list[dict[str, Any]] | None,
+                                  metadata: dict[str, Any] | None) -> dict[str, Any]:
+        conversation = conversation_object(new_id("conv"), check_metadata(metadata))
+        normalized = await self._conversation_input(items or [])
+        await self.store.create_conversation(conversation, normalized)
+        return conversation
+
+    async def _conversation_input(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if len(items) > CONVERSATION_ITEMS_MAX:
+            raise bad_request(f"items: at most {CONVERSATION_ITEMS_MAX} items can be added at a time", "items")
+        return await it.normalize_input(items, self.store.find_item, param="items")
+
+    async def conversation(self, conversation_id: str) -> dict[str, Any]:
+        conversation = await self.store.get_conversation(conversation_id)
+        if conversation is None:
+            raise not_found(f"Conversation with id '{conversation_id}' not found.")
+        return conversation
+
+    async def update_conversation(self, conversation_id: str, metadata: dict[str, Any] | None) -> dict[str, Any]:
+        conversation = await self.conversation(conversation_id)
+        conversation["metadata"] = check_metadata(metadata)
+        await self.store.update_conversation(conversation_id, conversation["metadata"])
+        return conversation
+
+    async def delete_conversation(self, conversation_id: str) -> dict[str, Any]:
+        await self.conversation(conversation_id)
+        await self.store.delete_conversation(conversation_id)
+        return {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
+
+    async def add_items(self, conversation_id: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+        await self.conversation(conversation_id)
+        normalized = await self._conversation_input(items)
+        await self.store.add_conversation_items(conversation_id, normalized)
+        return list_object(normalized, False)
+
+    async def list_items(self, conversation_id: str, *, after: str | None, limit: int, order: str) -> dict[str, Any]:
+        await self.conversation(conversation_id)
+        data, has_more = await self.store.page_conversation_items(conversation_id, after=after, limit=limit,
+                                                                  order=order)
+        return list_object(data, has_more)
+
+    async def item(self, conversation_id: str, item_id: str) -> dict[str, Any]:
+        await self.conversation(conversation_id)
+        found = await self.store.conversation_item(conversation_id, item_id)
+        if found is None:
+            raise not_found(f"Item with id '{item_id}' not found in conversation '{conversation_id}'.")
+        return found
+
+    async def delete_item(self, conversation_id: str, item_id: str) -> dict[str, Any]:
+        conversation = await self.conversation(conversation_id)
+        if not await self.store.delete_conversation_item(conversation_id, item_id):
+            raise not_found(f"Item with id '{item_id}' not found in conversation '{conversation_id}'.")
+        return conversation  # OpenAI answers an item deletion with the conversation
 
 
-def create_service(settings: Settings, *_: object) -> _Pending:
-    return _Pending()
+def create_service(settings: Settings, llm: EngineProvider) -> ResponsesService:
+    return ResponsesService(settings, llm)
