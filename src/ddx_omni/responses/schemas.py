@@ -170,6 +170,9 @@ def response_object(request: CreateResponseRequest, *, response_id: str, model: 
         "truncation": request.truncation or "disabled",
         "usage": None,
         "user": request.user,
+        # in the SDK's type, for features this server does not have: present, and null
+        "access_programs": None, "image": None, "input_transformations": None, "moderation": None,
+        "prompt_cache_diagnostics": None, "prompt_cache_options": None, "tool_usage": None,
     }
 
 

@@ -1,0 +1,199 @@
+"""Test doubles and checkers of the Responses tests: a scripted engine that records its prompts, and the
+strict checker of a stream's event grammar."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from ddx_omni.llm.engine import ChatDelta, ChatParams, ToolCall, Usage
+
+Piece = str | ToolCall
+
+
+def count_tokens(messages: list[dict[str, Any]]) -> int:
+    """Words + 4 per message: what the scripted engine calls a token."""
+    total = 0
+    for message in messages:
+        total += 4 + len(str(message.get("content") or "").split())
+        for call in message.get("tool_calls") or []:
+            total += 2 + len(call["function"]["arguments"].split())
+    return total
+
+
+def default_reply(params: ChatParams) -> list[Piece]:
+    """A tool call when tools are offered and the user spoke last; the tool's result once it is back;
+    otherwise an echo of the last message, word by word."""
+    last = params.messages[-1]
+    if last["role"] == "tool":
+        return ["The ", "weather ", "is ", str(last["content"]), "."]
+    if params.tools and last["role"] == "user":
+        name = params.tools[0]["function"]["name"]
+        return [ToolCall(id=f"call_{len(params.messages)}", name=name, arguments='{"city":"Paris"}')]
+    return ["Echo:", *[f" {word}" for word in str(last.get("content") or "").split()]]
+
+
+@dataclass
+class ScriptedEngine:
+    """A ChatEngine for tests. Records the prompt of every generation; one piece = one token."""
+
+    reply: Callable[[ChatParams], list[Piece]] = default_reply
+    context_window: int = 4096
+    delay: float = 0.0  # seconds before each piece: makes a generation long enough to cancel
+    fail_after: int | None = None  # raise after this many pieces
+    model_id: str = "scripted-model"
+    prompts: list[list[dict[str, Any]]] = field(default_factory=list)
+    params: list[ChatParams] = field(default_factory=list)
+    outcomes: list[str] = field(default_factory=list)  # per generation: finished | aborted
+
+    async def count_prompt_tokens(self, params: ChatParams) -> int:
+        return count_tokens(params.messages)
+
+    async def stream(self, params: ChatParams) -> Iterator[ChatDelta]:  # type: ignore[override]
+        self.prompts.append(copy.deepcopy(params.messages))
+        self.params.append(params)
+        produced, finish, outcome = 0, "stop", "aborted"
+        try:
+            for piece in self.reply(params):
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                if self.fail_after is not None and produced >= self.fail_after:
+                    raise RuntimeError("the scripted engine failed on purpose")
+                if isinstance(piece, ToolCall):
+                    finish = "tool_calls"
+                    yield ChatDelta(tool_calls=[piece])
+                else:
+                    if params.max_tokens is not None and produced >= params.max_tokens:
+                        finish = "length"
+                        break
+                    yield ChatDelta(text=piece)
+                produced += 1
+            outcome = "finished"
+            yield ChatDelta(finish_reason=finish, usage=Usage(count_tokens(params.messages), produced))
+        finally:
+            self.outcomes.append(outcome)
+
+
+class FakeLlm:
+    """The LLM component as the responses component sees it, serving one given engine."""
+
+    name = "llm"
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def health(self) -> dict[str, Any]:
+        return {"state": "ready"}
+
+    async def engine(self, model_id: str | None = None) -> Any:
+        return self._engine
+
+
+# ---- SSE --------------------------------------------------------------------------------------------------
+
+def read_sse(url: str, body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """POST and parse the raw stream: (events, raw `event:` names in order). Asserts one data line per event
+    and the final [DONE]."""
+    events, names = [], []
+    with httpx.stream("POST", f"{url}/v1/responses", json={**body, "stream": True}, timeout=30) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        raw = "".join(response.iter_text())
+    blocks = [b for b in raw.split("\n\n") if b]
+    assert blocks[-1] == "data: [DONE]", blocks[-1]
+    for block in blocks[:-1]:
+        lines = block.split("\n")
+        assert len(lines) == 2 and lines[0].startswith("event: ") and lines[1].startswith("data: "), block
+        names.append(lines[0][len("event: "):])
+        events.append(json.loads(lines[1][len("data: "):]))
+    return events, names
+
+
+def check_event_order(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The stream grammar of REFERENCE §5, checked strictly; returns the terminal response."""
+    assert [e["sequence_number"] for e in events] == sorted({e["sequence_number"] for e in events}), \
+        "sequence numbers must strictly increase"
+    assert all(isinstance(e.get("type"), str) for e in events)
+    assert events[0]["type"] == "response.created" and events[0]["response"]["output"] == []
+    assert events[1]["type"] == "response.in_progress"
+    rid = events[0]["response"]["id"]
+    terminal_types = ("response.completed", "response.incomplete", "response.failed")
+    terminals = [e for e in events if e["type"] in terminal_types]
+    assert len(terminals) == 1 and events[-1] is terminals[0], "exactly one terminal event, last"
+    final = terminals[0]["response"]
+    assert final["id"] == rid
+
+    items: list[dict[str, Any]] = []  # state per output index
+    for event in events[2:-1]:
+        kind = event["type"]
+        if kind == "error":
+            assert terminals[0]["type"] == "response.failed"
+            assert {"code", "message", "param"} <= set(event) and "error" not in event
+            continue
+        if kind == "response.output_item.added":
+            assert event["output_index"] == len(items), "output indexes are consecutive"
+            assert all(s["done"] for s in items), "the previous item is done before the next is added"
+            item = event["item"]
+            assert item["id"] and item["status"] == "in_progress"
+            if item["type"] == "message":
+                assert item["content"] == [] and item["role"] == "assistant"
+            else:
+                assert item["type"] == "function_call" and item["call_id"] and item["name"] and item["arguments"] == ""
+            items.append({"item": item, "part": None, "text": "", "text_done": False, "part_done": False,
+                          "args": "", "args_done": False, "done": False})
+            continue
+        state = items[event["output_index"]]
+        assert not state["done"], f"{kind} after output_item.done"
+        if kind in ("response.content_part.added", "response.output_text.delta", "response.output_text.done",
+                    "response.content_part.done"):
+            assert state["item"]["type"] == "message" and event["item_id"] == state["item"]["id"]
+            assert event["content_index"] == 0
+        if kind == "response.content_part.added":
+            assert state["part"] is None and event["part"]["type"] == "output_text" and event["part"]["text"] == ""
+            state["part"] = event["part"]
+        elif kind == "response.output_text.delta":
+            assert state["part"] is not None and not state["text_done"]
+            state["text"] += event["delta"]
+        elif kind == "response.output_text.done":
+            assert state["part"] is not None and not state["text_done"] and event["text"] == state["text"]
+            state["text_done"] = True
+        elif kind == "response.content_part.done":
+            assert state["text_done"] and event["part"]["text"] == state["text"]
+            assert event["part"]["annotations"] == [] and event["part"]["logprobs"] == []
+            state["part_done"] = True
+        elif kind == "response.function_call_arguments.delta":
+            assert state["item"]["type"] == "function_call" and event["item_id"] == state["item"]["id"]
+            assert not state["args_done"]
+            state["args"] += event["delta"]
+        elif kind == "response.function_call_arguments.done":
+            assert event["arguments"] == state["args"] and event["item_id"] == state["item"]["id"]
+            state["args_done"] = True
+        elif kind == "response.output_item.done":
+            done_item = event["item"]
+            assert done_item["id"] == state["item"]["id"] and done_item["type"] == state["item"]["type"]
+            if done_item["type"] == "message":
+                assert state["part_done"] or state["part"] is None
+                assert [p["text"] for p in done_item["content"]] == [state["text"]]
+            else:
+                assert state["args_done"] and done_item["arguments"] == state["args"]
+                assert done_item["call_id"] == state["item"]["call_id"]
+            state["done"] = True
+            assert final["output"][event["output_index"]] == done_item
+        else:
+            raise AssertionError(f"unexpected event {kind}")
+    assert len(final["output"]) == len(items)
+    if terminals[0]["type"] == "response.completed":
+        assert all(s["done"] for s in items), "every added item has its done"
+    return final
