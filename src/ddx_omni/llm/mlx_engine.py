@@ -211,6 +211,9 @@ class MlxEngine:
                 finish = "stop"
                 break
             finish = response.finish_reason or finish
+        # counted even when cancelled: the tokens were computed
+        metrics.LLM_TOKENS.labels(self.model_id).inc(generated)
+        metrics.LLM_PROMPT_TOKENS.labels(self.model_id).inc(len(prompt))
         if job.unloaded:
             raise _unloaded(self.model_id)
         if job.cancel.is_set():
@@ -218,8 +221,6 @@ class MlxEngine:
         tail = parser.finish()
         called |= bool(tail.tool_calls)
         elapsed = time.perf_counter() - tic
-        metrics.LLM_TOKENS.labels(self.model_id).inc(generated)
-        metrics.LLM_PROMPT_TOKENS.labels(self.model_id).inc(len(prompt))
         if generated > 1 and elapsed > 0:
             metrics.LLM_TPS.labels(self.model_id).observe((generated - 1) / elapsed)
         job.emit(ChatDelta(text=tail.text, tool_calls=tail.tool_calls,

@@ -1,0 +1,59 @@
+"""Fixtures of the chat tests: a real-mode server on the tiny model, shared by a module's tests."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import build_settings, live_server, wait_for
+
+EOS_BIAS = -100.0  # pushes <|im_end|> out of reach, so generations run to max_tokens
+
+
+def wait_ready(url: str, timeout: float = 60) -> dict[str, Any]:
+    def settled() -> bool:
+        return httpx.get(f"{url}/health", timeout=5).json()["components"]["llm"]["state"] != "loading"
+
+    wait_for(settled, timeout)
+    return httpx.get(f"{url}/health", timeout=5).json()["components"]["llm"]
+
+
+@pytest.fixture(scope="module")
+def real_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    settings = build_settings(tmp_path_factory.mktemp("llm_real"),
+                              {"llm.use_real_model": True, "llm.model": str(tiny_model_dir)})
+    with live_server(settings) as url:
+        wait_ready(url)
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(real_server: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{real_server}/v1", api_key="unused", timeout=60, max_retries=0)
+
+
+@pytest.fixture
+def eos_id(tiny_model_dir: Path) -> int:
+    import json
+
+    return json.loads((tiny_model_dir / "config.json").read_text())["eos_token_id"]
+
+
+@pytest.fixture
+def tokenizer(tiny_model_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tiny_model_dir))
+
+
+@pytest.fixture
+def server_with(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], str]]:
+    """A fresh server per call with the given overrides (for tests that change the loaded model)."""
+    with contextlib.ExitStack() as stack:
+        yield lambda overrides: stack.enter_context(live_server(build_settings(tmp_path, overrides)))
