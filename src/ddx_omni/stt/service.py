@@ -1,24 +1,72 @@
-"""PLACEHOLDER — replaced by the stt implementation."""
+"""The stt component: loads the engine off the loop at start, counts live sessions, closes them on stop."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+from typing import Any, Protocol
 
-from ..core.settings import Settings
+from ..core.settings import Settings, SttSettings
+from .engines import AsrEngine, load_engine
+
+log = logging.getLogger("ddx_omni.stt")
 
 
-class _Pending:
+class LiveSession(Protocol):
+    async def going_away(self) -> None: ...
+
+
+class SttService:
     name = "stt"
 
+    def __init__(self, settings: SttSettings) -> None:
+        self.settings = settings
+        self.engine: AsrEngine | None = None
+        self.error: str | None = None
+        self.sessions: set[LiveSession] = set()
+        self._load: asyncio.Task[None] | None = None
+
+    @property
+    def state(self) -> str:
+        if self.engine is not None:
+            return "ready"
+        return "failed" if self.error else "loading"
+
     async def start(self) -> None:
-        return None
+        # Loading parakeet weights takes seconds: the server answers (health says "loading") meanwhile.
+        self._load = asyncio.create_task(self._load_engine())
+
+    async def _load_engine(self) -> None:
+        try:
+            self.engine = await asyncio.to_thread(load_engine, self.settings)
+            log.info("stt engine ready: %s (%s)", self.engine.name, self.engine.model)
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.error("stt engine %s failed to load: %s", self.settings.engine, self.error)
+
+    async def wait_ready(self, timeout: float) -> AsrEngine | None:
+        if self._load is not None and not self._load.done():
+            await asyncio.wait({self._load}, timeout=timeout)
+        return self.engine
 
     async def stop(self) -> None:
-        return None
+        await asyncio.gather(*(session.going_away() for session in list(self.sessions)), return_exceptions=True)
+        if self._load is not None and not self._load.done():
+            self._load.cancel()
+        if self.engine is not None:
+            self.engine.close()
 
     def health(self) -> dict[str, Any]:
-        return {"state": "idle"}
+        body: dict[str, Any] = {
+            "state": self.state,
+            "engine": self.engine.name if self.engine else self.settings.engine,
+            "model": self.engine.model if self.engine else None,
+            "sessions": len(self.sessions),
+        }
+        if self.error:
+            body["error"] = self.error
+        return body
 
 
-def create_service(settings: Settings) -> _Pending:
-    return _Pending()
+def create_service(settings: Settings) -> SttService:
+    return SttService(settings.stt)

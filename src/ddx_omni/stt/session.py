@@ -1,0 +1,210 @@
+"""One live WebSocket session: the Deepgram protocol state machine (frames out, control in, close codes).
+
+Two coroutines per session: the receiver (reads frames, enforces the idle timeout, parses control) and the
+worker (feeds audio to the Transcriber on the engine's executor, in order, and sends the frames it yields).
+Nothing blocking runs on the event loop, so one slow session never delays another's frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import ValidationError
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from ..core.metrics import STT_AUDIO_SECONDS, STT_FINAL_LATENCY, STT_SESSIONS, STT_SESSIONS_ACTIVE
+from ..core.settings import SttSettings
+from .audio import UnsupportedAudio
+from .engines import AsrEngine
+from .schemas import SUPPORTED_ENCODINGS, Control, Frame, ListenOptions, Results
+from .service import SttService
+from .transcriber import Transcriber
+
+log = logging.getLogger("ddx_omni.stt.session")
+
+ENGINE_WAIT_S = 30.0  # a session opened while the engine loads waits this long before 1011
+
+Item = tuple[Literal["audio", "finalize", "close"], bytes, float]
+
+
+class SessionRefused(Exception):
+    """Closes the socket right after accept, with a Deepgram-style code and reason."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+def parse_options(query: dict[str, str], settings: SttSettings) -> ListenOptions:
+    """Query → options, enforcing encodings and caps. Language is checked against the engine later."""
+    try:
+        options = ListenOptions.model_validate(query)
+    except ValidationError as exc:
+        fields = ",".join(str(err["loc"][0]) for err in exc.errors() if err["loc"])
+        raise SessionRefused(1008, f"DATA-0000 invalid query parameter: {fields}"[:120]) from None
+    if options.encoding is not None and options.encoding not in SUPPORTED_ENCODINGS:
+        raise SessionRefused(1003, f"unsupported-encoding: {options.encoding}"[:120])
+    if options.channels > settings.audio_max_channels:
+        raise SessionRefused(1008, "channels-too-many")
+    if options.sample_rate is not None and options.sample_rate > settings.audio_max_sample_rate:
+        raise SessionRefused(1008, "sample-rate-too-high")
+    return options
+
+
+def check_language(engine: AsrEngine, language: str) -> None:
+    if not engine.supports_language(language):
+        raise SessionRefused(1003, f"unsupported-language: {language} (engine {engine.name})"[:120])
+
+
+class Session:
+    def __init__(self, websocket: WebSocket, service: SttService, engine: AsrEngine, options: ListenOptions) -> None:
+        self.ws = websocket
+        self.service = service
+        self.engine = engine
+        self.options = options
+        self.request_id = str(uuid.uuid4())
+        self.close_code: int | None = None
+        self._queue: asyncio.Queue[Item] = asyncio.Queue()
+        self._transcriber: Transcriber | None = None
+        self._worker: asyncio.Task[None] | None = None
+
+    async def _in_executor(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.engine.executor, fn, *args)
+
+    async def run(self) -> None:
+        STT_SESSIONS_ACTIVE.inc()
+        self.service.sessions.add(self)
+        try:
+            self._transcriber = await self._in_executor(Transcriber, self.engine, self.options,
+                                                        self.service.settings, self.request_id)
+            await self._send([self._transcriber.metadata()])
+            self._worker = asyncio.create_task(self._work())
+            await self._receive()
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self.close_code = self.close_code or 1006  # the client went away mid-send
+        finally:
+            await self._cleanup()
+
+    async def _cleanup(self) -> None:
+        self.service.sessions.discard(self)
+        STT_SESSIONS_ACTIVE.dec()
+        if self._worker is not None and not self._worker.done():
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        if self._transcriber is not None and self.close_code != 1000:
+            await self._in_executor(self._transcriber.abort)
+        STT_SESSIONS.labels(self.engine.name, str(self.close_code or 1005)).inc()
+
+    async def _receive(self) -> None:
+        idle = self.service.settings.idle_timeout_s
+        assert self._worker is not None
+        while True:
+            receive = asyncio.ensure_future(self.ws.receive())
+            done, _ = await asyncio.wait({receive, self._worker}, timeout=idle,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if receive not in done:
+                receive.cancel()
+                await asyncio.gather(receive, return_exceptions=True)
+                if self._worker not in done:  # neither audio nor KeepAlive for `idle` seconds
+                    await self.close(1011, "NET-0001")
+                return
+            message = receive.result()
+            if message["type"] == "websocket.disconnect":
+                self.close_code = self.close_code or message.get("code", 1005)
+                return
+            if message.get("bytes") is not None:
+                if message["bytes"]:  # an empty frame is a no-op (some clients send one to mean "end")
+                    self._queue.put_nowait(("audio", message["bytes"], time.perf_counter()))
+                continue
+            if not await self._control(message.get("text") or ""):
+                return
+
+    async def _control(self, text: str) -> bool:
+        """Handle a text frame; False when the receiver must stop."""
+        try:
+            control = Control.model_validate(json.loads(text))
+        except (ValueError, ValidationError):
+            await self.close(1008, "DATA-0000")
+            return False
+        if control.type == "KeepAlive":
+            return True
+        if control.type == "Finalize":
+            self._queue.put_nowait(("finalize", b"", time.perf_counter()))
+            return True
+        self._queue.put_nowait(("close", b"", time.perf_counter()))
+        assert self._worker is not None
+        await asyncio.gather(self._worker, return_exceptions=True)
+        return False
+
+    async def _work(self) -> None:
+        assert self._transcriber is not None
+        transcriber = self._transcriber
+        while True:
+            kind, data, received = await self._queue.get()
+            before = transcriber.duration
+            try:
+                if kind == "audio":
+                    frames = await self._in_executor(transcriber.feed, data)
+                elif kind == "finalize":
+                    frames = await self._in_executor(transcriber.finalize)
+                else:
+                    frames = await self._in_executor(transcriber.close)
+            except UnsupportedAudio as exc:
+                log.info("session %s: undecodable audio (%s)", self.request_id, exc)
+                await self.close(1003, "unsupported-data")
+                return
+            except Exception:
+                log.exception("session %s: transcription failed", self.request_id)
+                await self.close(1011, "internal-error")
+                return
+            STT_AUDIO_SECONDS.labels(self.engine.name).inc(max(transcriber.duration - before, 0.0))
+            await self._send(frames)
+            if any(isinstance(f, Results) and f.is_final for f in frames):
+                STT_FINAL_LATENCY.labels(self.engine.name).observe(time.perf_counter() - received)
+            if kind == "close":
+                await self._send([transcriber.metadata()])
+                await self.close(1000, "")
+                return
+
+    async def _send(self, frames: list[Frame]) -> None:
+        for frame in frames:
+            await self.ws.send_text(frame.model_dump_json())
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.close_code is not None:
+            return
+        self.close_code = code
+        if self.ws.application_state == WebSocketState.CONNECTED:
+            try:
+                await self.ws.close(code, reason)
+            except (RuntimeError, OSError):
+                pass
+
+    async def going_away(self) -> None:
+        """Server shutdown: close 1001 and stop the worker."""
+        await self.close(1001, "going away")
+        if self._worker is not None:
+            self._worker.cancel()
+
+
+async def serve_live(websocket: WebSocket, service: SttService) -> None:
+    """After accept: validate the request, then run the session; refusals close with their code."""
+    settings = service.settings
+    try:
+        options = parse_options(dict(websocket.query_params), settings)
+        if len(service.sessions) >= settings.max_sessions:
+            raise SessionRefused(1013, "too-many-sessions")
+        engine = await service.wait_ready(ENGINE_WAIT_S)
+        if engine is None:
+            raise SessionRefused(1011, f"engine-unavailable: {service.state}")
+        check_language(engine, options.language)
+    except SessionRefused as refused:
+        await websocket.close(refused.code, refused.reason)
+        STT_SESSIONS.labels(service.settings.engine, str(refused.code)).inc()
+        return
+    await Session(websocket, service, engine, options).run()
