@@ -105,6 +105,13 @@ class SttSettings(_Section):
     idle_timeout_s: float = Field(10.0, gt=0)  # no audio and no KeepAlive for this long → 1011 NET-0001
     interim_interval_s: float = Field(0.5, gt=0)  # how often interim Results are sent while speaking
     max_sessions: int = Field(16, ge=1)
+    # webrtcvad's 30 ms frames flicker inside words: shorter `endpointing` values are raised to this floor.
+    min_endpointing_ms: int = Field(300, ge=30)
+    # a segment with no endpoint (long speech, endpointing=false) is finalised after this long, bounding latency
+    max_segment_s: float = Field(15.0, gt=1)
+    # parakeet streaming context in 80 ms encoder frames: right = look-ahead held as draft (0.64 s, not ~20 s)
+    parakeet_left_context: int = Field(128, ge=1)
+    parakeet_right_context: int = Field(8, ge=1)
 
 
 class ResponsesSettings(_Section):
