@@ -124,6 +124,8 @@ class ResponsesService:
                             presence_penalty=request.presence_penalty, frequency_penalty=request.frequency_penalty,
                             response_format=fmt)
         prompt_tokens = await self._fit_prompt(params, engine, history + input_items, request)
+        if request.max_output_tokens is None:  # the default must not push prompt + output past the window
+            params.max_tokens = max(1, min(params.max_tokens or 1, engine.context_window - prompt_tokens))
         return TurnPlan(response=response, input_items=input_items, params=params, engine=engine, store=store,
                         conversation_id=conversation_id, prompt_tokens=prompt_tokens)
 
