@@ -1,8 +1,10 @@
 """Build a local MLX chat model (random weights, trained byte-level BPE tokenizer, tool-calling chat template).
 
 No network: the tokenizer is trained here with the `tokenizers` library on a built-in corpus, the weights are
-random. Presets: `tiny` (2 layers, 64 wide; builds in about a second; for tests) and `bench` (Qwen3-0.6B-shaped,
-float32; for benchmarks — the text it writes is gibberish, the speed is real).
+random. Presets: `tiny` (2 layers, 64 wide; builds in about a second; for tests), `tool` (the tiny model with its
+weights scripted so that greedy decoding answers every prompt with one `get_weather` tool call, for end-to-end
+tool-call tests), and `bench` (Qwen3-0.6B-shaped, float32; for benchmarks — the text it writes is gibberish, the
+speed is real).
 
     python scripts/make_model.py OUT_DIR [--preset tiny|bench] [--seed 0]
 """
@@ -16,6 +18,8 @@ from typing import Any
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>"]
 EOS_TOKEN = "<|im_end|>"
+# No spaces: an added token's text must decode through the byte-level map unchanged.
+SCRIPTED_CALL = '{"name":"get_weather","arguments":{"city":"Berlin"}}'
 
 # Qwen2.5-style template: tools in the system turn, calls as <tool_call>{json}</tool_call> (mlx-lm's json_tools).
 CHAT_TEMPLATE = """
@@ -82,6 +86,9 @@ PRESETS: dict[str, dict[str, Any]] = {
              "num_key_value_heads": 2, "head_dim": 16, "max_position_embeddings": 4096, "vocab_size": None,
              "tokenizer_vocab": 600, "tie_word_embeddings": False},  # untied: greedy text varies, not one token
     # Qwen3-0.6B's shape (vocab padded with filler tokens so every id the random model samples decodes)
+    "tool": {"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128, "num_attention_heads": 4,
+             "num_key_value_heads": 2, "head_dim": 16, "max_position_embeddings": 4096, "vocab_size": None,
+             "tokenizer_vocab": 600, "tie_word_embeddings": False},
     "bench": {"hidden_size": 1024, "num_hidden_layers": 28, "intermediate_size": 3072, "num_attention_heads": 16,
               "num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 40960, "vocab_size": 151936,
               "tokenizer_vocab": 4000},
@@ -137,6 +144,8 @@ def build_model(out_dir: str | Path, preset: str = "tiny", seed: int = 0) -> Pat
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tok = _train_tokenizer(spec.pop("tokenizer_vocab"), spec["vocab_size"])
+    if preset == "tool":
+        tok.add_tokens([SCRIPTED_CALL])  # the whole call as one token, so that a bigram chain can write it
     eos_id = _save_tokenizer(tok, out)
     spec["vocab_size"] = spec["vocab_size"] or tok.get_vocab_size()
     config = {"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "rms_norm_eps": 1e-6,
@@ -144,10 +153,31 @@ def build_model(out_dir: str | Path, preset: str = "tiny", seed: int = 0) -> Pat
               "bos_token_id": tok.token_to_id("<|endoftext|>"), "torch_dtype": "float32", **spec}
     mx.random.seed(seed)
     model = qwen3.Model(qwen3.ModelArgs.from_dict(config))
+    if preset == "tool":
+        chain = ["\n", "<tool_call>", SCRIPTED_CALL, "</tool_call>", EOS_TOKEN]
+        _script_bigrams(model, [tok.encode(t, add_special_tokens=False).ids for t in chain])
     weights = {name: value.astype(mx.float32) for name, value in tree_flatten(model.parameters())}
     mx.save_safetensors(str(out / "model.safetensors"), weights, metadata={"format": "mlx"})
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     return out
+
+
+def _script_bigrams(model: Any, chain: list[list[int]]) -> None:
+    """Make greedy decoding follow `chain` (each step one token): with the attention and MLP outputs zeroed the
+    last hidden state is the current token's normalised embedding, and the head maps it to the next token."""
+    import mlx.core as mx
+
+    ids = [piece[0] for piece in chain]
+    assert all(len(piece) == 1 for piece in chain) and len(set(ids)) == len(ids), f"chain not distinct tokens: {chain}"
+    for layer in model.model.layers:
+        layer.self_attn.o_proj.weight = mx.zeros_like(layer.self_attn.o_proj.weight)
+        layer.mlp.down_proj.weight = mx.zeros_like(layer.mlp.down_proj.weight)
+    embed = model.model.embed_tokens.weight
+    unit = embed / mx.linalg.norm(embed, axis=-1, keepdims=True)
+    head = mx.zeros_like(model.lm_head.weight)
+    for current, following in zip(ids, ids[1:]):
+        head[following] = unit[current] * 50.0
+    model.lm_head.weight = head
 
 
 def main() -> None:

@@ -57,3 +57,25 @@ def server_with(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], str]]:
     """A fresh server per call with the given overrides (for tests that change the loaded model)."""
     with contextlib.ExitStack() as stack:
         yield lambda overrides: stack.enter_context(live_server(build_settings(tmp_path, overrides)))
+
+
+@pytest.fixture(scope="session")
+def tool_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model scripted to answer every prompt with one get_weather(city=Berlin) tool call."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ddx_make_model_llm", Path(__file__).parents[2] / "scripts" /
+                                                  "make_model.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_model(tmp_path_factory.mktemp("tool_model"), preset="tool", seed=0)
+
+
+@pytest.fixture(scope="module")
+def tool_client(tool_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
+    settings = build_settings(tmp_path_factory.mktemp("llm_tool"),
+                              {"llm.use_real_model": True, "llm.model": str(tool_model_dir)})
+    with live_server(settings) as url:
+        wait_ready(url)
+        yield openai.OpenAI(base_url=f"{url}/v1", api_key="unused", timeout=60, max_retries=0)

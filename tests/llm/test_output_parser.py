@@ -89,3 +89,10 @@ def test_held_back_prefix_is_released_when_it_is_not_a_stop() -> None:
 def test_earliest_of_several_stops_wins_and_a_tag_prefix_is_not_lost() -> None:
     text, _, stopped = run(json_parser(["zz", "yy"]), ["a <tool", "_x yy b zz"])
     assert text == "a <tool_x " and stopped
+
+
+def test_calls_not_asked_for_are_dropped_with_their_markup() -> None:
+    parser = OutputParser([], json_tools.tool_call_start, json_tools.tool_call_end, json_tools.parse_tool_call,
+                          None, emit_calls=False)
+    text, calls, _ = run(parser, [JSON_TOOLS_OUTPUT[:20], JSON_TOOLS_OUTPUT[20:]])
+    assert calls == [] and text.strip() == "Let me check."

@@ -188,8 +188,8 @@ class MlxEngine:
         processors = make_logits_processors(logit_bias=bias or None, repetition_penalty=params.repetition_penalty,
                                             presence_penalty=params.presence_penalty,
                                             frequency_penalty=params.frequency_penalty)
-        parser = OutputParser(params.stop, tokenizer.tool_call_start, tokenizer.tool_call_end,
-                              tokenizer.tool_parser if params.tool_choice != "none" else None, params.tools)
+        parser = OutputParser(params.stop, tokenizer.tool_call_start, tokenizer.tool_call_end, tokenizer.tool_parser,
+                              params.tools, emit_calls=bool(params.tools) and params.tool_choice != "none")
         parser.feed(forced_prefix(params, tokenizer.tool_call_start, self._parser_type))
         called = False
         finish, generated, tic = "stop", 0, time.perf_counter()
@@ -273,6 +273,12 @@ def _unloaded(model_id: str) -> ModelUnavailable:
 
 
 def _load(path: str) -> tuple[Any, Any, dict[str, Any]]:
+    from pathlib import Path
+
     from mlx_lm import load
 
-    return load(path, return_config=True)
+    local = Path(path).expanduser()
+    if path.startswith(("/", ".", "~")) and not (local / "config.json").is_file():
+        raise FileNotFoundError(f"no model directory at {local} (it needs config.json, *.safetensors and "
+                                "tokenizer files; scripts/make_model.py builds one)")
+    return load(str(local) if local.exists() else path, return_config=True)

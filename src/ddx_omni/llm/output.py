@@ -56,8 +56,9 @@ class OutputParser:
     """Feed model text in order; get back the content that is safe to emit and the tool calls completed so far."""
 
     def __init__(self, stop: Sequence[str] = (), tool_start: str | None = None, tool_end: str | None = None,
-                 tool_parser: ToolParser | None = None, tools: Any = None) -> None:
+                 tool_parser: ToolParser | None = None, tools: Any = None, emit_calls: bool = True) -> None:
         self.stop = [s for s in stop if s]
+        self.emit_calls = emit_calls  # False (tool_choice none, or no tools): calls are dropped, markup and all
         self.tool_start = tool_start if tool_parser else None
         self.tool_end = tool_end
         self.tool_parser = tool_parser
@@ -111,6 +112,8 @@ class OutputParser:
 
     def _close_tool(self, body: str, piece: Piece) -> None:
         self._in_tool = False
+        if not self.emit_calls:
+            return
         try:
             assert self.tool_parser is not None
             piece.tool_calls.extend(to_tool_calls(self.tool_parser(body, self.tools)))

@@ -1,0 +1,54 @@
+"""Tool calls end to end in real mode: a tiny model whose weights always write one get_weather call."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+pytestmark = pytest.mark.slow
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+                                           "parameters": {"type": "object",
+                                                          "properties": {"city": {"type": "string"}}}}}]
+ASK = [{"role": "user", "content": "What is the weather in Berlin?"}]
+
+
+def test_tool_call_message(tool_client: openai.OpenAI) -> None:
+    r = tool_client.chat.completions.create(model=None, messages=ASK, tools=TOOLS, temperature=0)  # type: ignore[arg-type]
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    (call,) = choice.message.tool_calls
+    assert call.id.startswith("call_") and call.type == "function"
+    assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"city": "Berlin"})
+    assert r.usage.completion_tokens == 4  # <tool_call>, the call, </tool_call>, <|im_end|>
+
+
+def test_tool_call_streamed_as_deltas(tool_client: openai.OpenAI) -> None:
+    chunks = list(tool_client.chat.completions.create(model=None, messages=ASK, tools=TOOLS, temperature=0,  # type: ignore[arg-type]
+                                                      stream=True))
+    content = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert content == ""  # no markup leaks into content
+    calls = [tc for c in chunks for tc in c.choices[0].delta.tool_calls or []]
+    assert [(tc.index, tc.function.name, json.loads(tc.function.arguments)) for tc in calls] == [
+        (0, "get_weather", {"city": "Berlin"})]
+    assert calls[0].id.startswith("call_")
+    assert [c.choices[0].finish_reason for c in chunks if c.choices[0].finish_reason] == ["tool_calls"]
+
+
+@pytest.mark.parametrize("extra", [{"tools": TOOLS, "tool_choice": "none"}, {}])
+def test_calls_not_asked_for_never_reach_the_client(tool_client: openai.OpenAI, extra: dict) -> None:
+    r = tool_client.chat.completions.create(model=None, messages=ASK, temperature=0, **extra)  # type: ignore[arg-type]
+    choice = r.choices[0]
+    assert choice.message.tool_calls is None and choice.finish_reason == "stop"
+    assert "tool_call" not in choice.message.content and "get_weather" not in choice.message.content
+
+
+def test_the_call_and_its_result_go_back_through_the_template(tool_client: openai.OpenAI) -> None:
+    first = tool_client.chat.completions.create(model=None, messages=ASK, tools=TOOLS, temperature=0)  # type: ignore[arg-type]
+    call = first.choices[0].message.tool_calls[0]
+    follow_up = ASK + [first.choices[0].message.model_dump(exclude_none=True),
+                       {"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": 21}'}]
+    r = tool_client.chat.completions.create(model=None, messages=follow_up, tools=TOOLS, temperature=0)  # type: ignore[arg-type]
+    assert r.usage.prompt_tokens > first.usage.prompt_tokens + 5
+    assert r.choices[0].message.tool_calls[0].function.name == "get_weather"
