@@ -157,10 +157,28 @@ def test_speech_file_upload_shows_the_transcript(driver: Any, server: str) -> No
     driver.find_element("id", "stt-file").send_keys(str(FIXTURES / "audio" / "pizza.wav"))
     wait_until(driver, lambda b: text_of(b, "stt-status").startswith("Closed 1000"), timeout=60)
     transcript = text_of(driver, "stt-final").lower()
-    assert "pizza" in transcript, transcript
+    assert "pizza" in transcript and "order" in transcript, transcript
+    # sent at real-time pace, the ~3 s file produced interim results before the final one
+    assert int(driver.find_element("id", "stt-interim").get_attribute("data-count")) >= 1
     assert driver.find_element("id", "stt-error").get_attribute("hidden") is not None
     assert console_errors(driver) == []
-    save_screenshot(driver, "welcome-desktop.png")
+
+
+def test_screenshot_of_every_tester_in_use(driver: Any, server: str) -> None:
+    """One picture of the page after a chat turn, a Responses turn and a transcribed file, for a human to check."""
+    open_page(driver, server)
+    wait_until(driver, lambda b: b.find_elements("css selector", "#model-select option[value]"))
+    for form, text in (("chat", "What is the weather in Berlin?"), ("resp", "Hello there")):
+        driver.find_element("id", f"{form}-input").send_keys(text)
+        driver.find_element("id", f"{form}-send").click()
+    driver.find_element("id", "stt-realtime").click()  # as fast as the socket takes it
+    driver.find_element("id", "stt-file").send_keys(str(FIXTURES / "audio" / "garden.wav"))
+    wait_until(driver, lambda b: text_of(b, "stt-status").startswith("Closed 1000"), timeout=60)
+    wait_until(driver, lambda b: text_of(b, "resp-chain").startswith("Turn 1 ")
+               and b.find_elements("css selector", "#chat-log .tool-call"))
+    assert "garden" in text_of(driver, "stt-final").lower()
+    assert console_errors(driver) == []
+    assert save_screenshot(driver, "welcome-desktop.png").stat().st_size > 10_000
 
 
 def test_server_errors_show_their_code_and_message(driver: Any, server: str) -> None:

@@ -344,7 +344,8 @@
     if (usage) {
       parts.push(usage.prompt_tokens + ' prompt + ' + usage.completion_tokens + ' completion tokens');
       const seconds = (performance.now() - (firstAt || began)) / 1000;
-      if (usage.completion_tokens > 1 && seconds > 0) parts.push((usage.completion_tokens / seconds).toFixed(1) + ' tok/s');
+      // decode speed after the first token; meaningless when everything came in one burst
+      if (usage.completion_tokens > 1 && seconds >= 0.1) parts.push(((usage.completion_tokens - 1) / seconds).toFixed(1) + ' tok/s');
     }
     return parts.join(' · ');
   }
@@ -462,6 +463,7 @@
     const ws = key ? new WebSocket(sttUrl(), ['token', key]) : new WebSocket(sttUrl());
     ws.binaryType = 'arraybuffer';
     $('stt-interim').textContent = '';
+    $('stt-interim').dataset.count = '0';
     clearError('stt-error');
     let opened = false;
     const closed = new Promise((resolve) => {
@@ -495,6 +497,8 @@
         $('stt-interim').textContent = '';
       } else {
         $('stt-interim').textContent = transcript;
+        // how many interim results arrived (shown in the status line; read by the browser test)
+        $('stt-interim').dataset.count = String(Number($('stt-interim').dataset.count || 0) + 1);
       }
     } else if (frame.type === 'Metadata') {
       setSttStatus('Metadata: request ' + frame.request_id + (frame.duration ? ', ' + frame.duration.toFixed(2) + ' s of audio' : ''));
