@@ -38,13 +38,14 @@ def test_auto_truncation_drops_the_oldest_items(serve: Any) -> None:
     client = sdk(serve(engine))
     previous = build_chain(client, 3)
     response = client.responses.create(model="m", input="final question " + "word " * 20,
-                                       previous_response_id=previous, truncation="auto", instructions="keep me")
+                                       previous_response_id=previous, truncation="auto", instructions="keep me",
+                                       max_output_tokens=30)
     prompt = engine.prompts[-1]
     assert response.status == "completed" and response.truncation == "auto"
     assert prompt[0] == {"role": "system", "content": "keep me"}  # instructions are never dropped
     assert prompt[-1]["content"].startswith("final question")
     assert not any(m["content"].startswith("turn 0") for m in prompt)  # the oldest went first
-    assert count_tokens(prompt) <= 119 and len(prompt) >= 3
+    assert count_tokens(prompt) <= 120 - 30 and len(prompt) >= 3  # max_output_tokens is reserved
     # the most recent history that fits is kept, in order
     assert prompt[-2]["content"].startswith("Echo: turn 2")
 

@@ -319,8 +319,9 @@ class Store:
     async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         if self._reader is None:
             raise RuntimeError("responses store is not open")
-        async with self._reader.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        # execute + fetchall in one job of the reader's thread: the statement is done (and its read snapshot
+        # released) before another coroutine's query starts; interleaved open cursors would pin an old snapshot.
+        return list(await self._reader.execute_fetchall(sql, params))
 
 
 def _statements(script: str) -> list[str]:
