@@ -229,3 +229,28 @@ def test_stop_waits_for_graceful_exit_then_sigkills_after_timeout(cli: Cli) -> N
     assert "killed after 1 s" in result.stdout
     assert time.monotonic() - began >= 1.0
     assert wait_until(lambda: is_gone(pid)) and not cli.pid_file.exists()
+
+
+def test_stop_ends_live_speech_sessions_with_1001(cli: Cli) -> None:
+    import asyncio
+
+    import websockets
+
+    assert cli("start", "--stt-engine", "sphinx").returncode == ExitCode.OK
+
+    async def session_during_stop() -> tuple[int | None, subprocess.CompletedProcess[str]]:
+        url = f"ws://127.0.0.1:{cli.port}/v1/listen/dg?encoding=linear16&sample_rate=16000&channels=1"
+        async with websockets.connect(url, open_timeout=10) as ws:
+            await ws.send(b"\0" * 2048)
+            stopping = asyncio.create_task(asyncio.to_thread(cli, "stop"))
+            try:
+                async with asyncio.timeout(30):
+                    async for _ in ws:
+                        pass
+            except websockets.ConnectionClosed:
+                pass
+            return ws.close_code, await stopping
+
+    close_code, stopped = asyncio.run(session_during_stop())
+    assert close_code == 1001  # going away, from the session, not uvicorn's blanket 1012
+    assert stopped.returncode == ExitCode.OK and "gracefully" in stopped.stdout

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+import uvicorn
 from rich.console import Console
 
 from . import lifecycle
@@ -45,17 +49,42 @@ def resolve_settings(config: Path | None, **flags: Any) -> Settings:
 def serve(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None, log_level: LogLevelOpt = None,
           real: RealOpt = None, model: ModelOpt = None, stt_engine: SttEngineOpt = None) -> None:
     """Run the server in the foreground (Ctrl-C stops it)."""
-    import uvicorn
-
     from .app import create_app
     from .core.logging import setup_logging
 
     settings = resolve_settings(config, host=host, port=port, log_level=log_level, real=real, model=model,
                                 stt_engine=stt_engine)
     setup_logging(settings.server.log_level)
-    uvicorn.run(create_app(settings), host=settings.server.host, port=settings.server.port,
-                log_config=None, log_level=settings.server.log_level, ws_max_size=16 * 1024 * 1024,
-                timeout_graceful_shutdown=10)
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.server.host, port=settings.server.port, log_config=None,
+                            log_level=settings.server.log_level, ws_max_size=16 * 1024 * 1024,
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+    GoingAwayServer(config, app).run()
+
+
+GRACEFUL_SHUTDOWN_S = 10  # in-flight requests get this long after SIGTERM (ddx-omni stop waits longer)
+GOING_AWAY_TIMEOUT_S = 5.0
+
+
+class GoingAwayServer(uvicorn.Server):
+    """uvicorn, but on SIGTERM the components with live sessions (`going_away()`) end them first.
+
+    uvicorn's own shutdown closes every open WebSocket with 1012 (service restart); a client of a stopping
+    server should get 1001 (going away) from the session itself, with its final frames where it has any.
+    """
+
+    def __init__(self, config: uvicorn.Config, app: Any) -> None:
+        super().__init__(config)
+        self.app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        hooks = [component.going_away() for component in self.app.state.components.values()
+                 if callable(getattr(component, "going_away", None))]
+        try:
+            await asyncio.wait_for(asyncio.gather(*hooks, return_exceptions=True), GOING_AWAY_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            logging.getLogger("ddx_omni").warning("live sessions did not close within %s s", GOING_AWAY_TIMEOUT_S)
+        await super().shutdown(sockets)
 
 
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for /health (and the "

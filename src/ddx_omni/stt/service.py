@@ -49,8 +49,12 @@ class SttService:
             await asyncio.wait({self._load}, timeout=timeout)
         return self.engine
 
-    async def stop(self) -> None:
+    async def going_away(self) -> None:
+        """Called by `serve` on SIGTERM before uvicorn closes every socket (with 1012): end live sessions with 1001."""
         await asyncio.gather(*(session.going_away() for session in list(self.sessions)), return_exceptions=True)
+
+    async def stop(self) -> None:
+        await self.going_away()
         if self._load is not None and not self._load.done():
             self._load.cancel()
         if self.engine is not None:
