@@ -1,0 +1,217 @@
+"""Chat benchmark: gateway HTTP streaming vs raw `mlx_lm.stream_generate` vs `mlx_lm.server`, same model and prompt.
+
+Single stream, greedy, the EOS token biased away so that every peer generates exactly --max-tokens tokens.
+Runs are interleaved (the order rotates each round) and each figure is the median over the rounds. Prompts differ
+per round (same for every peer within a round) so that no peer answers from a prompt cache.
+
+    .venv/bin/python benchmarks/bench_llm.py [--rounds 5] [--max-tokens 64] [--model-dir DIR]
+
+Builds the `bench` model (Qwen3-0.6B-shaped, float32, random weights) with scripts/make_model.py when DIR has
+none. On Linux it re-executes itself with Debian's OpenBLAS preloaded when that is installed (REFERENCE §1: the
+BLAS bundled with mlx[cpu] is ~25× slower for float32 matmuls); every peer inherits the same environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3"
+DEFAULT_DIR = Path.home() / ".cache" / "ddx-omni" / "bench-model"
+PROMPT = "Round {round}: write a short story about a lighthouse keeper who finds a message in a bottle."
+
+
+@dataclass
+class Run:
+    ttft_s: float
+    decode_tps: float
+    tokens: int
+    text: str
+
+
+@dataclass
+class Peer:
+    name: str
+    run: Callable[[list[dict[str, str]]], Run]
+    runs: list[Run] = field(default_factory=list)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _preload_openblas() -> None:
+    if sys.platform == "linux" and Path(OPENBLAS).exists() and OPENBLAS not in os.environ.get("LD_PRELOAD", ""):
+        env = {**os.environ, "LD_PRELOAD": f"{OPENBLAS} {os.environ.get('LD_PRELOAD', '')}".strip()}
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
+def _ensure_model(model_dir: Path) -> Path:
+    if (model_dir / "config.json").is_file():
+        return model_dir
+    print(f"building the bench model in {model_dir} …", flush=True)
+    spec = importlib.util.spec_from_file_location("make_model", REPO / "scripts" / "make_model.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_model(model_dir, preset="bench", seed=0)
+
+
+@contextlib.contextmanager
+def _process(argv: list[str], ready_url: str, ready: Callable[[httpx.Response], bool], log: Path) -> Iterator[None]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=tempfile.gettempdir())
+        try:
+            deadline = time.monotonic() + 600
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{argv[:4]} exited with {proc.returncode}; see {log}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if ready(httpx.get(ready_url, timeout=5)):
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{argv[:4]} not ready in time; see {log}")
+                time.sleep(0.5)
+            yield
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _http_run(url: str, model: str, eos: int, max_tokens: int) -> Callable[[list[dict[str, str]]], Run]:
+    client = httpx.Client(timeout=600)  # one keep-alive connection, as a real client holds: no connect per run
+
+    def run(messages: list[dict[str, str]]) -> Run:
+        body = {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": 0, "stream": True,
+                "logit_bias": {str(eos): -100.0}}
+        first = last = None
+        pieces: list[str] = []
+        start = time.perf_counter()
+        with client.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
+            r.raise_for_status()
+            for line in r.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                choices = chunk.get("choices") or [{}]
+                content = (choices[0].get("delta") or {}).get("content")
+                if content:
+                    first = first or time.perf_counter()
+                    pieces.append(content)
+                if choices[0].get("finish_reason"):
+                    last = time.perf_counter()
+        assert first is not None and last is not None, "no content streamed"
+        return Run(first - start, (max_tokens - 1) / (last - first), max_tokens, "".join(pieces))
+
+    return run
+
+
+def _raw_run(model_dir: Path, eos: int, max_tokens: int) -> Callable[[list[dict[str, str]]], Run]:
+    import mlx_lm
+    from mlx_lm.sample_utils import make_logits_processors, make_sampler
+
+    model, tokenizer = mlx_lm.load(str(model_dir))
+
+    def run(messages: list[dict[str, str]]) -> Run:
+        start = time.perf_counter()
+        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        first = None
+        pieces, n = [], 0
+        for response in mlx_lm.stream_generate(model, tokenizer, prompt, max_tokens=max_tokens,
+                                               sampler=make_sampler(0.0),
+                                               logits_processors=make_logits_processors({eos: -100.0})):
+            first = first or time.perf_counter()
+            pieces.append(response.text)
+            n = response.generation_tokens
+        last = time.perf_counter()
+        assert first is not None
+        return Run(first - start, (n - 1) / (last - first), n, "".join(pieces))
+
+    return run
+
+
+def _table(peers: list[Peer], max_tokens: int, rounds: int) -> str:
+    raw = next(p for p in peers if p.name.startswith("raw"))
+    raw_tps = statistics.median(r.decode_tps for r in raw.runs)
+    raw_ttft = statistics.median(r.ttft_s for r in raw.runs)
+    lines = [f"| peer | decode tok/s (median) | vs raw | TTFT ms (median) | TTFT − raw ms | runs |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for peer in peers:
+        tps = statistics.median(r.decode_tps for r in peer.runs)
+        ttft = statistics.median(r.ttft_s for r in peer.runs)
+        lines.append(f"| {peer.name} | {tps:.2f} | {tps / raw_tps:.1%} | {ttft * 1000:.0f} | "
+                     f"{(ttft - raw_ttft) * 1000:+.0f} | {len(peer.runs)} |")
+    same = all(p.runs[i].text == raw.runs[i].text for p in peers for i in range(rounds))
+    lines.append("")
+    lines.append(f"{max_tokens} tokens per run, {rounds} interleaved rounds; identical greedy text across peers: "
+                 f"{'yes' if same else 'NO'}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--model-dir", type=Path, default=DEFAULT_DIR)
+    parser.add_argument("--no-server", action="store_true", help="leave mlx_lm.server out")
+    args = parser.parse_args()
+    _preload_openblas()
+    model_dir = _ensure_model(args.model_dir.expanduser())
+    eos = json.loads((model_dir / "config.json").read_text())["eos_token_id"]
+    logs = Path(tempfile.mkdtemp(prefix="bench_llm_"))
+    gw_port, srv_port = _free_port(), _free_port()
+    env_note = "OpenBLAS preloaded" if OPENBLAS in os.environ.get("LD_PRELOAD", "") else "bundled BLAS"
+    print(f"model {model_dir} ({env_note}); logs in {logs}", flush=True)
+
+    gateway = [sys.executable, "-m", "ddx_omni.cli", "serve", "--real", "--model", str(model_dir),
+               "--port", str(gw_port), "--log-level", "warning"]
+    server = [sys.executable, "-m", "mlx_lm", "server", "--model", str(model_dir), "--port", str(srv_port),
+              "--temp", "0", "--log-level", "WARNING"]
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_process(gateway, f"http://127.0.0.1:{gw_port}/health",
+                                     lambda r: r.json()["components"]["llm"]["state"] == "ready",
+                                     logs / "gateway.log"))
+        peers = [Peer("raw mlx_lm.stream_generate", _raw_run(model_dir, eos, args.max_tokens)),
+                 Peer("ddx-omni gateway (HTTP SSE)", _http_run(f"http://127.0.0.1:{gw_port}", str(model_dir), eos,
+                                                               args.max_tokens))]
+        if not args.no_server:
+            stack.enter_context(_process(server, f"http://127.0.0.1:{srv_port}/v1/models",
+                                         lambda r: r.status_code == 200, logs / "mlx_lm_server.log"))
+            peers.append(Peer("mlx_lm.server (HTTP SSE)", _http_run(f"http://127.0.0.1:{srv_port}", str(model_dir),
+                                                                    eos, args.max_tokens)))
+        warm = [{"role": "user", "content": "warm up"}]
+        for peer in peers:  # first-call costs (kernel setup, imports) are not what is measured
+            peer.run(warm)
+        for rnd in range(args.rounds):
+            messages = [{"role": "user", "content": PROMPT.format(round=rnd)}]
+            for peer in peers[rnd % len(peers):] + peers[:rnd % len(peers)]:
+                run = peer.run(messages)
+                peer.runs.append(run)
+                print(f"round {rnd} {peer.name}: ttft {run.ttft_s * 1000:.0f} ms, {run.decode_tps:.2f} tok/s",
+                      flush=True)
+    print()
+    print(_table(peers, args.max_tokens, args.rounds))
+
+
+if __name__ == "__main__":
+    main()
