@@ -26,8 +26,8 @@ app = typer.Typer(help="ddx-omni: local LLM, live speech-to-text and the Respons
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML file (else ./config.toml, else "
                                                                     "~/.config/ddx-omni/config.toml)")]
-HostOpt = Annotated[Optional[str], typer.Option(help="Interface to bind [server].host")]
-PortOpt = Annotated[Optional[int], typer.Option(help="Port [server].port")]
+HostOpt = Annotated[Optional[str], typer.Option(help="Interface to bind (server.host)")]
+PortOpt = Annotated[Optional[int], typer.Option(help="Port (server.port)")]
 LogLevelOpt = Annotated[Optional[str], typer.Option("--log-level", help="critical|error|warning|info|debug")]
 RealOpt = Annotated[Optional[bool], typer.Option("--real/--mock", help="Serve a real MLX model, or the mock")]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Model id or path to load at start")]
@@ -158,7 +158,7 @@ def stop(force: ForceOpt = False, timeout: StopTimeoutOpt = lifecycle.STOP_TIMEO
 def restart(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None, log_level: LogLevelOpt = None,
             real: RealOpt = None, model: ModelOpt = None, stt_engine: SttEngineOpt = None,
             timeout: TimeoutOpt = lifecycle.START_TIMEOUT_S,
-            stop_timeout: Annotated[float, typer.Option("--stop-timeout", min=0)] = lifecycle.STOP_TIMEOUT_S) -> None:
+            stop_timeout: Annotated[float, typer.Option("--stop-timeout", min=0, help="Graceful-stop seconds before SIGKILL")] = lifecycle.STOP_TIMEOUT_S) -> None:
     """Stop the server (if running) and start it again with the same options; options given here replace them."""
     lifecycle.discard_stale()
     previous = lifecycle.read_record()
