@@ -193,6 +193,8 @@ def test_request_errors(serve: Any) -> None:
         answer = httpx.post(f"{url}/v1/responses", json={"model": "m", "input": bad}, timeout=10)
         assert answer.status_code in (400, 404), (bad, answer.text)
         assert answer.json()["error"]["param"].startswith("input[0]")
+    empty = httpx.post(f"{url}/v1/responses", json={"model": "m", "input": []}, timeout=10)
+    assert empty.status_code == 400 and empty.json()["error"]["param"] == "input"
     answer = httpx.post(f"{url}/v1/responses", json={"model": "m", "input": "x",
                                                      "tools": [{"type": "web_search"}]}, timeout=10)
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "unsupported_tool"

@@ -86,17 +86,16 @@ class ResponsesService:
         return turn.response
 
     async def _sse(self, turn: Turn, queue: asyncio.Queue[dict[str, Any]], detach_stops: bool) -> AsyncIterator[bytes]:
+        ended = False
         try:
-            while True:
+            while not ended:
                 event = await queue.get()
-                yield encode(event)
-                if event["type"] in TERMINAL_EVENTS:
-                    break
+                ended = event["type"] in TERMINAL_EVENTS
+                yield encode(event)  # one chunk per event: never a partial event on the wire
             yield DONE
         finally:
-            # the client left (or the stream ended): stop the generation unless it runs in the background
             turn.events.listeners.clear()
-            if detach_stops:
+            if not ended and detach_stops:  # the client left: stop generating, unless it runs in the background
                 turn.stop("cancelled")
 
     async def _plan(self, request: CreateResponseRequest) -> TurnPlan:
@@ -123,6 +122,9 @@ class ResponsesService:
                             temperature=response["temperature"], top_p=response["top_p"],
                             presence_penalty=request.presence_penalty, frequency_penalty=request.frequency_penalty,
                             response_format=fmt)
+        if not history and not input_items:
+            raise bad_request("input: give at least one item (or a previous_response_id / conversation with history)",
+                              "input")
         prompt_tokens = await self._fit_prompt(params, engine, history + input_items, request)
         if request.max_output_tokens is None:  # the default must not push prompt + output past the window
             params.max_tokens = max(1, min(params.max_tokens or 1, engine.context_window - prompt_tokens))

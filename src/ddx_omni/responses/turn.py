@@ -78,10 +78,9 @@ class Turn:
         events = self.events
         try:
             events.response("response.created", self.response)
-            if self.response["background"] and self.plan.store:
-                self.response["status"] = "in_progress"
-                await self.store.update_status(self.response)
             self.response["status"] = "in_progress"
+            if self.response["background"]:  # its queued row is visible to GET: say it has started
+                await self.store.update_status(self.response)
             events.response("response.in_progress", self.response)
             await self._generate()
             self._conclude()
