@@ -195,7 +195,7 @@ def main() -> None:
                  Peer("ddx-omni gateway (HTTP SSE)", _http_run(f"http://127.0.0.1:{gw_port}", str(model_dir), eos,
                                                                args.max_tokens))]
         if not args.no_server:
-            stack.enter_context(_process(server, f"http://127.0.0.1:{srv_port}/v1/models",
+            stack.enter_context(_process(server, f"http://127.0.0.1:{srv_port}/health",
                                          lambda r: r.status_code == 200, logs / "mlx_lm_server.log"))
             peers.append(Peer("mlx_lm.server (HTTP SSE)", _http_run(f"http://127.0.0.1:{srv_port}", str(model_dir),
                                                                     eos, args.max_tokens)))

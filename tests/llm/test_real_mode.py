@@ -209,3 +209,29 @@ def test_metrics_count_tokens_and_load(real_server: str, client: openai.OpenAI, 
     assert metric(real_server, "ddx_llm_time_to_first_token_seconds_count", model) >= 1
     assert metric(real_server, "ddx_llm_generation_tokens_per_second_count", model) >= 1
     assert metric(real_server, "ddx_llm_model_load_seconds_count", model) >= 1
+
+
+def test_next_turn_reuses_the_kv_cache_without_changing_the_answer(client: openai.OpenAI, eos_id: int) -> None:
+    first_turn = [{"role": "user", "content": "Tell me about the harbour"}]
+    first = greedy(client, eos_id, messages=first_turn, max_tokens=10)
+    assert first.usage.prompt_tokens_details.cached_tokens < first.usage.prompt_tokens
+    second_turn = first_turn + [{"role": "assistant", "content": first.choices[0].message.content},
+                                {"role": "user", "content": "And the stars?"}]
+    warm = greedy(client, eos_id, messages=second_turn, max_tokens=10)
+    assert warm.usage.prompt_tokens_details.cached_tokens >= first.usage.prompt_tokens - 1
+    greedy(client, eos_id, messages=[{"role": "system", "content": "Something else entirely"}], max_tokens=3)
+    cold = greedy(client, eos_id, messages=second_turn, max_tokens=10)
+    assert cold.usage.prompt_tokens_details.cached_tokens < first.usage.prompt_tokens // 2
+    assert warm.choices[0].message.content == cold.choices[0].message.content
+
+
+def test_non_streaming_client_that_leaves_stops_its_generation(client: openai.OpenAI, real_server: str,
+                                                               eos_id: int, tiny_model_dir: Path) -> None:
+    model = str(tiny_model_dir)
+    before = metric(real_server, "ddx_llm_tokens_generated_total", model)
+    body = {"messages": HI, "max_tokens": 4000, "temperature": 0, "logit_bias": {str(eos_id): EOS_BIAS}}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{real_server}/v1/chat/completions", json=body, timeout=httpx.Timeout(10, read=0.3))
+    assert greedy(client, eos_id, max_tokens=2).usage.completion_tokens == 2
+    spent = metric(real_server, "ddx_llm_tokens_generated_total", model) - before - 2
+    assert 0 < spent < 3000

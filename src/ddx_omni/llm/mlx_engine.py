@@ -84,6 +84,10 @@ class MlxEngine:
         self._prefill_step_size = prefill_step_size
         self._default_temperature = default_temperature
         self._jobs: set[_Job] = set()
+        # The KV cache of the last generation and the tokens in it, reused for a prompt with the same beginning
+        # (the next turn of a conversation). Only the worker thread touches them.
+        self._cache: list[Any] | None = None
+        self._cache_tokens: list[int] = []
         self._closing = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -193,9 +197,12 @@ class MlxEngine:
         parser.feed(forced_prefix(params, tokenizer.tool_call_start, self._parser_type))
         called = False
         finish, generated, tic = "stop", 0, time.perf_counter()
-        for response in stream_generate(self._model, tokenizer, mx.array(prompt), max_tokens=max_tokens,
-                                        sampler=sampler, logits_processors=processors,
+        cache, reused = self._take_cache(prompt)
+        seen = list(prompt)
+        for response in stream_generate(self._model, tokenizer, mx.array(prompt[reused:]), max_tokens=max_tokens,
+                                        sampler=sampler, logits_processors=processors, prompt_cache=cache,
                                         prefill_step_size=self._prefill_step_size):
+            seen.append(response.token)
             if job.cancel.is_set():
                 break
             if generated == 0:
@@ -218,6 +225,7 @@ class MlxEngine:
             raise _unloaded(self.model_id)
         if job.cancel.is_set():
             return
+        self._keep_cache(cache, seen)
         tail = parser.finish()
         called |= bool(tail.tool_calls)
         elapsed = time.perf_counter() - tic
@@ -225,7 +233,39 @@ class MlxEngine:
             metrics.LLM_TPS.labels(self.model_id).observe((generated - 1) / elapsed)
         job.emit(ChatDelta(text=tail.text, tool_calls=tail.tool_calls,
                            finish_reason="tool_calls" if called and finish != "length" else finish,
-                           usage=Usage(prompt_tokens=len(prompt), completion_tokens=generated)))
+                           usage=Usage(prompt_tokens=len(prompt), completion_tokens=generated,
+                                       cached_tokens=reused)))
+
+    def _take_cache(self, prompt: list[int]) -> tuple[list[Any], int]:
+        """The kept KV cache trimmed to its common beginning with `prompt` (and how many tokens that saves), or a
+        fresh one. Taking it leaves none behind, so a failed or cancelled generation cannot leave a torn cache."""
+        from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
+
+        cache, tokens = self._cache, self._cache_tokens
+        self._cache, self._cache_tokens = None, []
+        if cache is not None and can_trim_prompt_cache(cache):
+            common = 0
+            for a, b in zip(tokens, prompt[:-1]):  # at least one prompt token must run, to give the logits
+                if a != b:
+                    break
+                common += 1
+            if common:
+                trim_prompt_cache(cache, len(tokens) - common)
+                return cache, common
+        return make_prompt_cache(self._model), 0
+
+    def _keep_cache(self, cache: list[Any], seen: list[int]) -> None:
+        offset = getattr(cache[0], "offset", None) if cache else None
+        if not isinstance(offset, int):
+            return
+        if offset > len(seen):  # the generator ran one step ahead of what it handed out
+            from mlx_lm.models.cache import can_trim_prompt_cache, trim_prompt_cache
+
+            if not can_trim_prompt_cache(cache):
+                return
+            trim_prompt_cache(cache, offset - len(seen))
+            offset = len(seen)
+        self._cache, self._cache_tokens = cache, seen[:offset]
 
     def _logprobs(self, response: Any, params: ChatParams) -> list[dict[str, Any]]:
         import mlx.core as mx
@@ -264,6 +304,7 @@ class MlxEngine:
 
         self._model = None
         self._tokenizer = None
+        self._cache, self._cache_tokens = None, []
         gc.collect()
         mx.clear_cache()  # MLX keeps freed buffers in a pool; give them back before the next model loads
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from ..core.errors import ApiError, ContextTooLong, LlmError, RequestInvalid, error_body
 from .engine import ChatDelta, ChatEngine, ChatParams, ToolCall, Usage
@@ -20,6 +22,7 @@ from .schemas import (
 )
 from .service import LlmService
 
+DISCONNECT_POLL_S = 0.1  # how often a non-streamed request checks that its client is still there
 public_router = APIRouter(tags=["chat"])
 router = APIRouter(tags=["chat"])
 
@@ -133,6 +136,27 @@ async def _complete(deltas: AsyncIterator[ChatDelta], first: ChatDelta, head: di
     return ChatCompletion(**head, choices=[choice], usage=_usage(last.usage))
 
 
+async def _unless_disconnected(request: Request, work: Awaitable[ChatCompletion]) -> ChatCompletion | Response:
+    """Run `work`, but cancel it (and so its generation) if the client goes away before the answer is ready."""
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while not await request.is_disconnected():
+            await asyncio.sleep(DISCONNECT_POLL_S)
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return Response(status_code=499)  # nginx's "client closed request": nobody reads it
+
+
 def _sse(chunk: ChatCompletionChunk | dict[str, Any]) -> str:
     body = chunk if isinstance(chunk, dict) else chunk.model_dump(exclude_none=True)
     return f"data: {json.dumps(body, ensure_ascii=False, separators=(',', ':'))}\n\n"
@@ -179,7 +203,7 @@ async def _stream(deltas: AsyncIterator[ChatDelta], first: ChatDelta, head: dict
 
 
 @router.post("/v1/chat/completions", summary="OpenAI chat completions (stream: true → SSE)", response_model=None)
-async def chat_completions(body: ChatCompletionRequest, request: Request) -> ChatCompletion | StreamingResponse:
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> ChatCompletion | Response:
     service = _service(request)
     params = to_params(body)
     engine = await service.engine(body.model)
@@ -192,7 +216,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Cha
         if first is None:
             raise LlmError("The engine ended without an answer")
         if not body.stream:
-            return await _complete(deltas, first, head)
+            return await _unless_disconnected(request, _complete(deltas, first, head))
     except BaseException:
         await deltas.aclose()  # type: ignore[attr-defined]
         raise
