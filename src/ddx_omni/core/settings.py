@@ -112,6 +112,8 @@ class SttSettings(_Section):
     # parakeet streaming context in 80 ms encoder frames: right = look-ahead held as draft (0.64 s, not ~20 s)
     parakeet_left_context: int = Field(128, ge=1)
     parakeet_right_context: int = Field(8, ge=1)
+    # pocketsphinx holds the GIL while decoding: final decodes run in this many worker processes
+    sphinx_processes: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1)
 
 
 class ResponsesSettings(_Section):

@@ -23,7 +23,7 @@ def _parakeet(settings: SttSettings, allow_download: bool) -> AsrEngine:
 def _sphinx(settings: SttSettings) -> AsrEngine:
     from .sphinx import SphinxEngine
 
-    return SphinxEngine(workers=settings.max_sessions)
+    return SphinxEngine(workers=settings.max_sessions, processes=settings.sphinx_processes)
 
 
 def load_engine(settings: SttSettings) -> AsrEngine:

@@ -3,13 +3,20 @@
 Finals come from a whole-segment decode (`full_utt=True`): pocketsphinx's live cepstral-mean estimate starts
 from a generic prior and misrecognises a session's first seconds, while batch normalisation over the segment
 gets them right. Interims, when asked for, come from a second decoder fed incrementally.
+
+pocketsphinx holds the GIL while it decodes, so a whole-segment decode on a thread would stall the event loop
+(and every other session) for its duration: finals are decoded in a small process pool instead. The
+incremental interim decoder stays in the session's thread, where each 64 ms chunk holds the GIL for ~10 ms.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import importlib.metadata
 import re
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
 import pocketsphinx
@@ -43,9 +50,36 @@ def _words(decoder: pocketsphinx.Decoder) -> list[RecognizedWord]:
     return words
 
 
+_PROCESS_DECODER: pocketsphinx.Decoder | None = None
+
+
+def decode_segment(audio: bytes) -> list[RecognizedWord]:
+    """Runs in a pool process: one whole segment (linear16) → its words."""
+    global _PROCESS_DECODER
+    if _PROCESS_DECODER is None:
+        _PROCESS_DECODER = _decoder()
+    decoder = _PROCESS_DECODER
+    decoder.start_utt()
+    decoder.process_raw(audio + _TAIL, False, True)
+    decoder.end_utt()
+    return _words(decoder) if decoder.hyp() is not None else []
+
+
+@functools.cache
+def decode_pool(processes: int) -> ProcessPoolExecutor:
+    """One pool per process, shared by every engine instance (it is stateless; app restarts in tests reuse it)."""
+    # spawn, not fork: the server process has threads (and maybe MLX) that a fork would copy half-done
+    pool = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"))
+    # start every worker and load its model now: fail at start, not at the first session
+    for future in [pool.submit(decode_segment, _TAIL) for _ in range(processes)]:
+        future.result()
+    atexit.register(pool.shutdown, wait=False, cancel_futures=True)
+    return pool
+
+
 class SphinxStream:
-    def __init__(self, interim: bool) -> None:
-        self._final = _decoder()
+    def __init__(self, pool: ProcessPoolExecutor, interim: bool) -> None:
+        self._pool = pool
         self._live = _decoder() if interim else None
         self._segment: list[bytes] = []
         self._live_started = False
@@ -73,10 +107,7 @@ class SphinxStream:
         audio, self._segment = b"".join(self._segment), []
         if not audio:
             return []
-        self._final.start_utt()
-        self._final.process_raw(audio + _TAIL, False, True)
-        self._final.end_utt()
-        return _words(self._final) if self._final.hyp() is not None else []
+        return self._pool.submit(decode_segment, audio).result()
 
     def close(self) -> None:
         self._segment = []
@@ -88,16 +119,15 @@ class SphinxEngine:
     version = importlib.metadata.version("pocketsphinx")
     arch = "pocketsphinx"
 
-    def __init__(self, workers: int) -> None:
-        # pocketsphinx holds no shared state between decoders: sessions decode in parallel threads.
+    def __init__(self, workers: int, processes: int) -> None:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stt-sphinx")
-        _decoder()  # fail at start, not at the first session, if the bundled model is unusable
+        self._pool = decode_pool(processes)
 
     def supports_language(self, language: str) -> bool:
         return base_language(language) == "en"
 
     def open_stream(self, language: str, interim: bool) -> SphinxStream:
-        return SphinxStream(interim)
+        return SphinxStream(self._pool, interim)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
