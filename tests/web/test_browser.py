@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ..conftest import FIXTURES, REPO
+from ..conftest import FIXTURES, REPO, get_json, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -66,8 +66,19 @@ def wait_until(browser: Any, condition: Callable[[Any], Any], timeout: float = W
     return WebDriverWait(browser, timeout, poll_frequency=0.1).until(condition)
 
 
+def wait_for_stt_close(browser: Any, timeout: float = 60) -> None:
+    """Until the speech socket closed normally; on failure, say what the page showed."""
+    from selenium.common.exceptions import TimeoutException
+
+    try:
+        wait_until(browser, lambda b: text_of(b, "stt-status").startswith("Closed 1000"), timeout)
+    except TimeoutException:
+        raise AssertionError(f"speech session did not close normally: status={text_of(browser, 'stt-status')!r} "
+                             f"error={text_of(browser, 'stt-error')!r} final={text_of(browser, 'stt-final')!r}") from None
+
+
 def text_of(browser: Any, element_id: str) -> str:
-    return browser.find_element("id", element_id).text
+    return browser.find_element("id", element_id).get_attribute("textContent").strip()
 
 
 def open_page(browser: Any, url: str, key: str | None = KEY) -> None:
@@ -86,7 +97,9 @@ def save_screenshot(browser: Any, name: str) -> Path:
 
 @pytest.fixture
 def server(server_factory: Callable[..., str]) -> str:
-    return server_factory({"auth.api_keys": [KEY], "stt.engine": "sphinx"})
+    url = server_factory({"auth.api_keys": [KEY], "stt.engine": "sphinx"})
+    wait_for(lambda: get_json(f"{url}/health")["status"] == "ok")  # engines load in the background
+    return url
 
 
 def test_status_and_models_without_console_errors(driver: Any, server: str) -> None:
@@ -158,7 +171,7 @@ def test_responses_turns_chain_through_previous_response_id(driver: Any, server:
 def test_speech_file_upload_shows_the_transcript(driver: Any, server: str) -> None:
     open_page(driver, server)
     driver.find_element("id", "stt-file").send_keys(str(FIXTURES / "audio" / "pizza.wav"))
-    wait_until(driver, lambda b: text_of(b, "stt-status").startswith("Closed 1000"), timeout=60)
+    wait_for_stt_close(driver)
     transcript = text_of(driver, "stt-final").lower()
     assert "pizza" in transcript and "order" in transcript, transcript
     # sent at real-time pace, the ~3 s file produced interim results before the final one
@@ -176,7 +189,7 @@ def test_screenshot_of_every_tester_in_use(driver: Any, server: str) -> None:
         driver.find_element("id", f"{form}-send").click()
     driver.find_element("id", "stt-realtime").click()  # as fast as the socket takes it
     driver.find_element("id", "stt-file").send_keys(str(FIXTURES / "audio" / "garden.wav"))
-    wait_until(driver, lambda b: text_of(b, "stt-status").startswith("Closed 1000"), timeout=60)
+    wait_for_stt_close(driver)
     wait_until(driver, lambda b: text_of(b, "resp-chain").startswith("Turn 1 ")
                and b.find_elements("css selector", "#chat-log .tool-call"))
     assert "garden" in text_of(driver, "stt-final").lower()
