@@ -21,6 +21,7 @@ from ..core import metrics
 from ..core.errors import ApiError, ContextTooLong, LlmError, ModelUnavailable, RequestInvalid
 from .engine import ChatDelta, ChatParams, Usage
 from .output import OutputParser
+from .structured import GrammarProcessor, grammar_for, grammar_tokenizer
 
 _END = object()
 
@@ -88,6 +89,7 @@ class MlxEngine:
         # (the next turn of a conversation). Only the worker thread touches them.
         self._cache: list[Any] | None = None
         self._cache_tokens: list[int] = []
+        self._grammar_tokenizer: Any = None  # llguidance's tokenizer, built on the first structured request
         self._closing = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -192,6 +194,11 @@ class MlxEngine:
         processors = make_logits_processors(logit_bias=bias or None, repetition_penalty=params.repetition_penalty,
                                             presence_penalty=params.presence_penalty,
                                             frequency_penalty=params.frequency_penalty)
+        grammar = grammar_for(params.response_format)
+        if grammar is not None:  # last, so that no bias can bring back a token the grammar forbids
+            if self._grammar_tokenizer is None:
+                self._grammar_tokenizer = grammar_tokenizer(tokenizer)
+            processors.append(GrammarProcessor(self._grammar_tokenizer, grammar))
         parser = OutputParser(params.stop, tokenizer.tool_call_start, tokenizer.tool_call_end, tokenizer.tool_parser,
                               params.tools, emit_calls=bool(params.tools) and params.tool_choice != "none")
         parser.feed(forced_prefix(params, tokenizer.tool_call_start, self._parser_type))

@@ -74,10 +74,6 @@ def to_params(req: ChatCompletionRequest) -> ChatParams:
     """Validate what a request asks for against what the engines do, and map it to ChatParams."""
     if (req.n or 1) > 1:
         raise RequestInvalid("n > 1 is not supported: ask for one choice per request", param="n")
-    kind = (req.response_format or {}).get("type", "text")
-    if kind != "text":
-        raise RequestInvalid(f"response_format {kind} is not supported: this server has no constrained decoding, "
-                             "and would not silently ignore it", param="response_format")
     if req.top_logprobs and not req.logprobs:
         raise RequestInvalid("top_logprobs needs logprobs: true", param="top_logprobs")
     _check_tool_choice(req)
