@@ -13,6 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 
 from . import lifecycle
 from .core.settings import Settings, SettingsError, find_config_file, load_settings
@@ -120,6 +121,8 @@ def _start_detached(config: Path | None, flags: dict[str, Any], host: str | None
     console.print(f"[green]ddx-omni is running[/green] — PID {record.pid}, ready in {result.elapsed_s:.1f} s")
     console.print(f"  URL:          {record.url}   (welcome page: {record.url}/)")
     console.print(f"  Health:       {result.health.get('status')}")
+    for problem in lifecycle.component_problems(result.health):
+        console.print(f"  Not ready:    {problem}", style="yellow", markup=False)
     console.print(f"  Log:          {record.log}")
     console.print("  Stop it with: ddx-omni stop")
 
@@ -201,13 +204,13 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON 
     colour = {"ok": "green", "loading": "yellow"}.get(str(info["health"]), "red")
     model = f"{info['model']} ({info['model_state']}, {info.get('llm_mode') or '?'} mode)" if info["model"] else "-"
     rows = [("PID", str(info["pid"])), ("URL", f"{info['url']}   (welcome page: {info['url']}/)"),
-            ("Uptime", _duration(info["uptime_s"])), ("Health", f"[{colour}]{info['health']}[/{colour}]"),
+            ("Uptime", _duration(info["uptime_s"])), ("Health", f"[{colour}]{escape(str(info['health']))}[/{colour}]"),
             ("Version", str(info.get("version") or "-")), ("Model", model),
             ("STT engine", f"{info['stt_engine'] or '-'} ({info.get('stt_state') or '?'})"),
-            ("Log", info["log_file"])]
+            ("Log", info["log_file"])] + [("Not ready", problem) for problem in info.get("problems", [])]
     console.print("[green]●[/green] ddx-omni is running")
     for label, value in rows:
-        console.print(f"  {label:<11} {value}")
+        console.print(f"  {label:<11} {value if label == 'Health' else escape(value)}")
     raise typer.Exit(int(code))
 
 

@@ -282,10 +282,26 @@ def describe_progress(health: dict[str, Any] | None, elapsed: float) -> str:
     """The spinner line: what the server is doing while start waits."""
     if health is None:
         return f"Starting ddx-omni… waiting for /health ({elapsed:.0f} s)"
-    llm = (health.get("components") or {}).get("llm") or {}
-    model = llm.get("model") or "model"
-    return (f"Server up; loading {model}: {llm.get('model_state', llm.get('state', '?'))} "
-            f"({elapsed:.0f} s)") if loading_components(health) else f"Server ready ({elapsed:.0f} s)"
+    loading = loading_components(health)
+    if not loading:
+        return f"Server ready ({elapsed:.0f} s)"
+    components = health.get("components") or {}
+    llm = components.get("llm") or {}
+    if "llm" in loading:
+        return f"Server up; loading model {llm.get('model')}: {llm.get('model_state', 'loading')} ({elapsed:.0f} s)"
+    what = ", ".join(f"{name} ({components[name].get('engine') or components[name].get('model') or 'engine'})"
+                     for name in loading)
+    return f"Server up; model {llm.get('model')}: {llm.get('model_state', '?')}; loading {what} ({elapsed:.0f} s)"
+
+
+def component_problems(health: dict[str, Any]) -> list[str]:
+    """'name: error' for every component that is not ready (failed, or idle), for start/status to show."""
+    problems = []
+    for name, comp in (health.get("components") or {}).items():
+        if isinstance(comp, dict) and comp.get("state") in ("failed", "idle"):
+            error = " ".join(str(comp.get("model_error") or comp.get("error") or "no error given").split())
+            problems.append(f"{name}: {comp['state']} — {error[:200]}")
+    return problems
 
 
 # --- start ---------------------------------------------------------------------------------------------
@@ -514,5 +530,6 @@ def status(health_timeout: float = 3.0) -> tuple[ExitCode, dict[str, Any]]:
     info.update(health=health.get("status"), version=health.get("version"), model=llm.get("model"),
                 model_state=llm.get("model_state", llm.get("state")), llm_mode=llm.get("mode"),
                 stt_engine=stt.get("engine"), stt_state=stt.get("state"),
-                components={name: comp.get("state") for name, comp in components.items() if isinstance(comp, dict)})
+                components={name: comp.get("state") for name, comp in components.items() if isinstance(comp, dict)},
+                problems=component_problems(health))
     return ExitCode.OK, info

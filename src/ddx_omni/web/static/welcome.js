@@ -197,7 +197,7 @@
     }
     if (llm.model_error) modelState += ' — ' + llm.model_error;
     $('st-model-state').textContent = modelState;
-    $('st-stt').textContent = (stt.engine || '–') + (stt.state ? ' (' + stt.state + ')' : '');
+    $('st-stt').textContent = (stt.engine || '–') + (stt.state ? ' (' + stt.state + ')' : '') + (stt.error ? ' — ' + stt.error : '');
     $('st-components').textContent = Object.keys(components)
       .map((name) => name + ': ' + (components[name] && components[name].state)).join(', ') || '–';
     $('load-btn').title = llm.mode === 'mock' ? 'Hot swap needs real mode: ddx-omni restart --real' : '';
