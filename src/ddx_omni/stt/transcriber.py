@@ -22,6 +22,7 @@ from .schemas import (Alternative, Channel, Frame, ListenOptions, Metadata, Mode
 from .vad import Vad
 
 RATE = 16000
+STEP = RATE // 10  # 100 ms
 _STRIP = ".,!?;:\"()[]{}…¿¡"
 
 
@@ -120,8 +121,13 @@ class Transcriber:
                         model_info={self.identity.uuid: self.identity.info})
 
     def _process(self, audio: np.ndarray) -> list[Frame]:
-        if audio.size == 0:
-            return []
+        """In slices, so that an endpoint cuts the segment within STEP of where the VAD found it."""
+        frames: list[Frame] = []
+        for at in range(0, len(audio), STEP):
+            frames += self._process_slice(audio[at:at + STEP])
+        return frames
+
+    def _process_slice(self, audio: np.ndarray) -> list[Frame]:
         events = self._vad.feed(audio)
         self._stream.accept(audio)
         self._samples += len(audio)

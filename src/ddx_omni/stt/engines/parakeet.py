@@ -40,8 +40,11 @@ def local_model_dir(model: str) -> Path | None:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return None
-    config = try_to_load_from_cache(model, "config.json")
-    weights = try_to_load_from_cache(model, "model.safetensors")
+    try:
+        config = try_to_load_from_cache(model, "config.json")
+        weights = try_to_load_from_cache(model, "model.safetensors")
+    except ValueError:  # not a valid repo id either (e.g. a missing local path)
+        return None
     if isinstance(config, str) and isinstance(weights, str):
         return Path(config).parent
     return None
