@@ -18,7 +18,7 @@ from .engine import ChatDelta, ChatEngine, ChatParams, ToolCall, Usage
 from .schemas import (
     AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice, ChunkChoice, ChunkDelta,
     CurrentModel, FunctionCall, LoadRequest, LoadResult, ModelCard, ModelList, PromptTokensDetails,
-    ToolCallDelta, ToolCallOut, UsageOut,
+    ToolCallOut, UsageOut,
 )
 from .service import LlmService
 
@@ -158,19 +158,21 @@ def _sse(chunk: ChatCompletionChunk | dict[str, Any]) -> str:
     return f"data: {json.dumps(body, ensure_ascii=False, separators=(',', ':'))}\n\n"
 
 
-def _chunks(delta: ChatDelta, head: dict[str, Any], calls_sent: int) -> list[ChatCompletionChunk]:
-    chunks = []
-    logprobs = {"content": delta.logprobs} if delta.logprobs else None
-    if delta.text or logprobs:
-        chunks.append(ChatCompletionChunk(**head, choices=[ChunkChoice(delta=ChunkDelta(content=delta.text),
-                                                                       logprobs=logprobs)]))
+def _chunks(delta: ChatDelta, head: dict[str, Any], calls_sent: int) -> list[dict[str, Any]]:
+    """The chunks of one delta, as plain dicts: this runs once per token, so it skips model validation."""
+    base = {**head, "object": "chat.completion.chunk"}
+    chunks: list[dict[str, Any]] = []
+    if delta.text or delta.logprobs:
+        choice: dict[str, Any] = {"index": 0, "delta": {"content": delta.text}}
+        if delta.logprobs:
+            choice["logprobs"] = {"content": delta.logprobs}
+        chunks.append({**base, "choices": [choice]})
     for i, call in enumerate(delta.tool_calls):
-        tool = ToolCallDelta(index=calls_sent + i, id=call.id, type="function",
-                             function={"name": call.name, "arguments": call.arguments})
-        chunks.append(ChatCompletionChunk(**head, choices=[ChunkChoice(delta=ChunkDelta(tool_calls=[tool]))]))
+        tool = {"index": calls_sent + i, "id": call.id, "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments}}
+        chunks.append({**base, "choices": [{"index": 0, "delta": {"tool_calls": [tool]}}]})
     if delta.finish_reason:
-        chunks.append(ChatCompletionChunk(**head, choices=[ChunkChoice(delta=ChunkDelta(),
-                                                                       finish_reason=delta.finish_reason)]))
+        chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": delta.finish_reason}]})
     return chunks
 
 
