@@ -213,3 +213,32 @@ def test_server_errors_show_their_code_and_message(driver: Any, server: str) -> 
     assert "real-model mode" in text_of(driver, "models-error")
     # the only console errors are the browser's notes on the two refused requests
     assert all("401" in e or "404" in e for e in console_errors(driver))
+
+
+def test_hot_swap_and_a_real_model_chat_turn(driver: Any, server_factory: Callable[..., str],
+                                             tiny_model_dir: Path, tiny_model_dir_b: Path) -> None:
+    url = server_factory({"auth.api_keys": [KEY], "stt.engine": "sphinx", "llm.use_real_model": True,
+                          "llm.model": "tiny-a",
+                          "llm.models": [{"id": "tiny-a", "path": str(tiny_model_dir), "label": "Tiny A"},
+                                         {"id": "tiny-b", "path": str(tiny_model_dir_b), "label": "Tiny B"}]})
+    wait_for(lambda: get_json(f"{url}/health")["status"] == "ok")
+    open_page(driver, url)
+    wait_until(driver, lambda b: len(b.find_elements("css selector", "#model-select option[value]")) == 2)
+    assert "tiny-a (real mode)" == text_of(driver, "st-model")
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element("id", "model-select")).select_by_value("tiny-b")
+    driver.find_element("id", "load-btn").click()
+    wait_until(driver, lambda b: b.find_element("id", "load-result").is_displayed())
+    assert text_of(driver, "load-result").startswith("Loaded tiny-b in ")
+    assert get_json(f"{url}/v1/models/current")["model_id"] == "tiny-b"
+    wait_until(driver, lambda b: text_of(b, "st-model") == "tiny-b (real mode)")  # the status panel followed
+
+    driver.find_element("id", "chat-tools").click()  # plain text this time
+    driver.find_element("id", "chat-input").send_keys("Hello")
+    driver.find_element("id", "chat-send").click()
+    wait_until(driver, lambda b: text_of(b, "chat-stats").startswith("finish: "), timeout=60)
+    reply = driver.find_elements("css selector", "#chat-log .msg.assistant .body")[-1].get_attribute("textContent")
+    assert reply not in ("", "(no reply)", "(empty reply)")  # random weights: some text, from the real engine
+    assert "completion tokens" in text_of(driver, "chat-stats")
+    assert console_errors(driver) == []
