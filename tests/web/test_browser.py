@@ -203,6 +203,9 @@ def test_server_errors_show_their_code_and_message(driver: Any, server: str) -> 
     driver.find_element("id", "chat-send").click()
     wait_until(driver, lambda b: b.find_element("id", "chat-error").is_displayed())
     assert text_of(driver, "chat-error").startswith("401 unauthorized: Invalid API key")
+    driver.find_element("id", "stt-file").send_keys(str(FIXTURES / "audio" / "pizza.wav"))
+    wait_until(driver, lambda b: b.find_element("id", "stt-error").is_displayed())  # the socket is refused (403)
+    assert text_of(driver, "stt-error").startswith("ws_1006: the server refused the speech socket")
 
     driver.find_element("id", "api-key").clear()
     driver.find_element("id", "api-key").send_keys(KEY)
@@ -211,8 +214,9 @@ def test_server_errors_show_their_code_and_message(driver: Any, server: str) -> 
     wait_until(driver, lambda b: b.find_element("id", "models-error").is_displayed())
     assert "model_not_found" in text_of(driver, "models-error")
     assert "real-model mode" in text_of(driver, "models-error")
-    # the only console errors are the browser's notes on the two refused requests
-    assert all("401" in e or "404" in e for e in console_errors(driver))
+    # the only console errors are the browser's notes on the three refused requests
+    errors = console_errors(driver)
+    assert len(errors) == 3 and all("401" in e or "403" in e or "404" in e for e in errors), errors
 
 
 def test_hot_swap_and_a_real_model_chat_turn(driver: Any, server_factory: Callable[..., str],

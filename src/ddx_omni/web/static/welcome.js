@@ -484,7 +484,9 @@
     });
     return new Promise((resolve, reject) => {
       ws.addEventListener('open', () => { opened = true; setSttStatus('Connected; streaming audio…'); resolve({ ws, closed }); }, { once: true });
-      closed.then((ev) => { if (!opened) reject(new ApiFailure(0, 'ws_' + ev.code, 'could not open the speech socket')); });
+      closed.then((ev) => {
+        if (!opened) reject(new ApiFailure(0, 'ws_' + ev.code, 'the server refused the speech socket or is down (a wrong or missing API key is refused with HTTP 403 before the handshake)'));
+      });
     });
   }
 
