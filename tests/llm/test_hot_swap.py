@@ -10,6 +10,8 @@ import httpx
 import openai
 import pytest
 
+from tests.conftest import wait_for
+
 from .conftest import EOS_BIAS, wait_ready
 
 pytestmark = pytest.mark.slow
@@ -108,3 +110,35 @@ def test_model_that_cannot_load_is_503_with_reason(server_with, tmp_path: Path) 
         sdk.chat.completions.create(model=None, messages=HI)  # type: ignore[arg-type]
     assert err.value.status_code == 503 and err.value.body["code"] == "model_unavailable"
     assert httpx.get(f"{url}/v1/models/current", timeout=10).json()["loaded"] is False
+
+
+def test_requests_during_a_load_wait_for_the_new_model(server_with, tiny_model_dir: Path, tiny_model_dir_b: Path,
+                                                       eos_id: int) -> None:
+    # A long stream on A keeps the swap draining for swap_drain_s: the service is `loading` all that time.
+    url = server_with({"llm.use_real_model": True, "llm.model": "tiny-a", "llm.swap_drain_s": 0.5,
+                       "llm.models": [{"id": "tiny-a", "path": str(tiny_model_dir)},
+                                      {"id": "tiny-b", "path": str(tiny_model_dir_b)}]})
+    wait_ready(url)
+    started = threading.Event()
+
+    def long_stream() -> None:
+        body = {"messages": HI, "max_tokens": 4000, "temperature": 0, "stream": True,
+                "logit_bias": {str(eos_id): EOS_BIAS}}
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as r:
+            for _ in r.iter_lines():
+                started.set()
+
+    streamer = threading.Thread(target=long_stream)
+    streamer.start()
+    assert started.wait(30)
+    swapper = threading.Thread(target=load, args=(url, "tiny-b"))
+    swapper.start()
+    wait_for(lambda: httpx.get(f"{url}/health", timeout=5).json()["components"]["llm"]["state"] == "loading", 10,
+             0.01)
+    health = httpx.get(f"{url}/health", timeout=5).json()
+    assert health["status"] == "loading" and health["components"]["llm"]["model"] == "tiny-b"
+    assert httpx.get(f"{url}/v1/models/current", timeout=5).json()["loaded"] is False
+    model, _ = greedy_text(url, None, eos_id, max_tokens=3)  # sent while loading: waits, then B answers
+    assert model == "tiny-b"
+    swapper.join(60)
+    streamer.join(60)
