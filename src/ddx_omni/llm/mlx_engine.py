@@ -76,7 +76,8 @@ class MlxEngine:
     """A loaded model. Build it with `await MlxEngine.load(...)`; release it with `await close()`."""
 
     def __init__(self, model_id: str, executor: ThreadPoolExecutor, model: Any, tokenizer: Any,
-                 context_window: int, prefill_step_size: int, default_temperature: float) -> None:
+                 context_window: int, prefill_step_size: int, default_temperature: float,
+                 default_max_tokens: int = 512) -> None:
         self.model_id = model_id
         self.context_window = context_window
         self._executor = executor
@@ -84,6 +85,7 @@ class MlxEngine:
         self._tokenizer = tokenizer
         self._prefill_step_size = prefill_step_size
         self._default_temperature = default_temperature
+        self._default_max_tokens = default_max_tokens
         self._jobs: set[_Job] = set()
         # The KV cache of the last generation and the tokens in it, reused for a prompt with the same beginning
         # (the next turn of a conversation). Only the worker thread touches them.
@@ -98,7 +100,8 @@ class MlxEngine:
 
     @classmethod
     async def load(cls, model_id: str, path: str, *, context_window: int | None = None,
-                   prefill_step_size: int = 2048, default_temperature: float = 1.0) -> MlxEngine:
+                   prefill_step_size: int = 2048, default_temperature: float = 1.0,
+                   default_max_tokens: int = 512) -> MlxEngine:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mlx-{model_id[-24:]}")
         start = time.perf_counter()
         try:
@@ -108,7 +111,8 @@ class MlxEngine:
             raise
         metrics.LLM_LOAD_SECONDS.labels(model_id).observe(time.perf_counter() - start)
         window = context_window or config.get("max_position_embeddings") or 4096
-        return cls(model_id, executor, model, tokenizer, int(window), prefill_step_size, default_temperature)
+        return cls(model_id, executor, model, tokenizer, int(window), prefill_step_size, default_temperature,
+                   default_max_tokens)
 
     # -- prompt ---------------------------------------------------------------------------------------------
 
@@ -177,8 +181,8 @@ class MlxEngine:
 
         params, tokenizer = job.params, self._tokenizer
         prompt = self._prompt_tokens(params)
-        max_tokens = params.max_tokens or max(1, self.context_window - len(prompt))
-        if len(prompt) + max_tokens > self.context_window:
+        max_tokens = params.max_tokens or min(self._default_max_tokens, self.context_window - len(prompt))
+        if max_tokens < 1 or len(prompt) + max_tokens > self.context_window:
             raise ContextTooLong(f"{len(prompt)} prompt tokens + max_tokens {max_tokens} exceed the context window "
                                  f"of {self.context_window}", param="messages")
         vocab = len(tokenizer)

@@ -116,7 +116,8 @@ class LlmService:
             self._engine = await MlxEngine.load(
                 entry.id, entry.path or entry.id, context_window=entry.context_window,
                 prefill_step_size=self.settings.llm.prefill_step_size,
-                default_temperature=self.settings.llm.default_temperature)
+                default_temperature=self.settings.llm.default_temperature,
+                default_max_tokens=self.settings.llm.default_max_tokens)
             self.model_state = "ready"
         except asyncio.CancelledError:
             self.model_state, self.model_error = "failed", "loading was cancelled"
