@@ -431,6 +431,7 @@ def _start_timed_out(proc: subprocess.Popen[bytes], record: ServerRecord, health
             ["Watch it: ddx-omni status", f"Next time wait longer: ddx-omni start --timeout {timeout * 4:g}",
              "Or give up on it: ddx-omni stop"])
     _terminate(psutil.Process(proc.pid), force=False, timeout=KILL_WAIT_S)
+    proc.poll()  # our child: reap it
     clear_record()
     return LifecycleError(
         ExitCode.START_TIMEOUT, f"ddx-omni did not answer /health within {timeout:g} s; it was stopped.",
@@ -452,15 +453,30 @@ class StopResult:
     elapsed_s: float
 
 
+def _has_exited(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_exit(procs: list[psutil.Process], timeout: float) -> bool:
+    """Until every process has exited. A zombie counts: the detached server is not our child, and reaping it
+    is up to init, which may take its time (psutil's wait would wait for the reaping)."""
+    deadline = time.monotonic() + timeout
+    while not all(_has_exited(p) for p in procs):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _terminate(proc: psutil.Process, force: bool, timeout: float) -> bool:
     """SIGTERM and wait up to `timeout`, then SIGKILL (at once with force). True when it ended gracefully."""
     if not force:
         proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
+        if _wait_exit([proc], timeout):
             return True
-        except psutil.TimeoutExpired:
-            pass
     try:
         children = proc.children(recursive=True)
     except psutil.Error:
@@ -468,7 +484,7 @@ def _terminate(proc: psutil.Process, force: bool, timeout: float) -> bool:
     for victim in (proc, *children):
         with contextlib.suppress(psutil.NoSuchProcess):
             victim.kill()
-    psutil.wait_procs([proc, *children], timeout=KILL_WAIT_S)
+    _wait_exit([proc, *children], KILL_WAIT_S)
     return False
 
 
@@ -492,7 +508,7 @@ def stop(force: bool = False, timeout: float = STOP_TIMEOUT_S) -> StopResult:
             raise LifecycleError(ExitCode.FAILURE, f"cannot signal the server (PID {record.pid}).",
                                  "this user is not allowed to signal that process.",
                                  ["Run the command as the user that started the server"]) from None
-        if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+        if not _has_exited(proc):
             raise LifecycleError(ExitCode.FAILURE, f"the server (PID {record.pid}) did not end, even after SIGKILL.",
                                  "the process is stuck in the kernel (uninterruptible I/O).",
                                  [f"Check it: ps -o pid,stat,cmd -p {record.pid}"])
