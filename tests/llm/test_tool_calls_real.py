@@ -52,3 +52,17 @@ def test_the_call_and_its_result_go_back_through_the_template(tool_client: opena
     r = tool_client.chat.completions.create(model=None, messages=follow_up, tools=TOOLS, temperature=0)  # type: ignore[arg-type]
     assert r.usage.prompt_tokens > first.usage.prompt_tokens + 5
     assert r.choices[0].message.tool_calls[0].function.name == "get_weather"
+
+
+def test_tool_choice_required_is_answered_with_a_call(tool_client: openai.OpenAI) -> None:
+    r = tool_client.chat.completions.create(model=None, messages=ASK, tools=TOOLS, tool_choice="required",  # type: ignore[arg-type]
+                                            temperature=0)
+    assert r.choices[0].finish_reason == "tool_calls" and r.choices[0].message.content is None
+    assert [c.function.name for c in r.choices[0].message.tool_calls] == ["get_weather"]
+
+
+def test_named_tool_choice_must_name_a_given_tool(tool_client: openai.OpenAI) -> None:
+    with pytest.raises(openai.UnprocessableEntityError) as err:
+        tool_client.chat.completions.create(model=None, messages=ASK, tools=TOOLS,  # type: ignore[arg-type]
+                                            tool_choice={"type": "function", "function": {"name": "other"}})
+    assert err.value.body["param"] == "tool_choice"

@@ -174,24 +174,18 @@ class MlxEngine:
         finally:
             job.emit(_END)
 
-    def _generate(self, job: _Job) -> None:
+    def _sampling(self, params: ChatParams) -> tuple[Any, list[Any]]:
+        """The request's sampler and logits processors (fresh objects: nothing is shared between requests)."""
         import mlx.core as mx
-        from mlx_lm import stream_generate
         from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
-        params, tokenizer = job.params, self._tokenizer
-        prompt = self._prompt_tokens(params)
-        max_tokens = params.max_tokens or min(self._default_max_tokens, self.context_window - len(prompt))
-        if max_tokens < 1 or len(prompt) + max_tokens > self.context_window:
-            raise ContextTooLong(f"{len(prompt)} prompt tokens + max_tokens {max_tokens} exceed the context window "
-                                 f"of {self.context_window}", param="messages")
-        vocab = len(tokenizer)
+        vocab = len(self._tokenizer)
         bias = params.logit_bias or {}
         if any(not 0 <= t < max(vocab, 1) for t in bias):
             raise RequestInvalid(f"logit_bias names a token id outside the vocabulary (0..{vocab - 1})",
                                  param="logit_bias")
         if params.seed is not None:
-            mx.random.seed(params.seed)
+            mx.random.seed(params.seed)  # the worker is the only thread drawing from MLX's generator
         temperature = self._default_temperature if params.temperature is None else params.temperature
         sampler = make_sampler(temp=temperature, top_p=params.top_p or 0.0, min_p=params.min_p or 0.0,
                                top_k=params.top_k or 0)
@@ -201,8 +195,24 @@ class MlxEngine:
         grammar = grammar_for(params.response_format)
         if grammar is not None:  # last, so that no bias can bring back a token the grammar forbids
             if self._grammar_tokenizer is None:
-                self._grammar_tokenizer = grammar_tokenizer(tokenizer)
+                self._grammar_tokenizer = grammar_tokenizer(self._tokenizer)
             processors.append(GrammarProcessor(self._grammar_tokenizer, grammar))
+        return sampler, processors
+
+    def _generate(self, job: _Job) -> None:
+        import mlx.core as mx
+        from mlx_lm import stream_generate
+
+        params, tokenizer = job.params, self._tokenizer
+        if params.tools and params.tool_choice not in (None, "auto", "none") and tokenizer.tool_parser is None:
+            raise RequestInvalid(f"Model {self.model_id} has no tool-call parser, so tool_choice "
+                                 f"{params.tool_choice!r} cannot be enforced", param="tool_choice")
+        prompt = self._prompt_tokens(params)
+        max_tokens = params.max_tokens or min(self._default_max_tokens, self.context_window - len(prompt))
+        if max_tokens < 1 or len(prompt) + max_tokens > self.context_window:
+            raise ContextTooLong(f"{len(prompt)} prompt tokens + max_tokens {max_tokens} exceed the context window "
+                                 f"of {self.context_window}", param="messages")
+        sampler, processors = self._sampling(params)
         parser = OutputParser(params.stop, tokenizer.tool_call_start, tokenizer.tool_call_end, tokenizer.tool_parser,
                               params.tools, emit_calls=bool(params.tools) and params.tool_choice != "none")
         parser.feed(forced_prefix(params, tokenizer.tool_call_start, self._parser_type))

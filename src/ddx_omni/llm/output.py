@@ -114,6 +114,8 @@ class OutputParser:
         self._in_tool = False
         if not self.emit_calls:
             return
+        if self.tool_start and self.tool_start in body:  # a model that reopened the tag: the last opening counts
+            body = body.rsplit(self.tool_start, 1)[1]
         try:
             assert self.tool_parser is not None
             piece.tool_calls.extend(to_tool_calls(self.tool_parser(body, self.tools)))
