@@ -43,7 +43,10 @@ def driver() -> Iterator[Any]:
     options.binary_location = str(CHROMIUM)
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", f"--user-data-dir={profile}", "--window-size=1280,2000"):
+                "--no-first-run", f"--user-data-dir={profile}", "--window-size=1280,2000",
+                # the microphone: granted without a prompt, fed from a committed speech fixture
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={FIXTURES / 'audio' / 'doctor.wav'}%noloop"):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     browser = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
@@ -177,6 +180,20 @@ def test_speech_file_upload_shows_the_transcript(driver: Any, server: str) -> No
     # sent at real-time pace, the ~3 s file produced interim results before the final one
     assert int(driver.find_element("id", "stt-interim").get_attribute("data-count")) >= 1
     assert driver.find_element("id", "stt-error").get_attribute("hidden") is not None
+    assert console_errors(driver) == []
+
+
+def test_microphone_streams_through_the_worklet(driver: Any, server: str) -> None:
+    open_page(driver, server)
+    driver.find_element("id", "mic-btn").click()
+    wait_until(driver, lambda b: text_of(b, "mic-btn") == "Stop microphone")
+    assert "sent as 16 kHz" in text_of(driver, "stt-status")  # captured at the device rate, downsampled
+    wait_until(driver, lambda b: "doctor" in text_of(b, "stt-final").lower()
+               or "doctor" in text_of(b, "stt-interim").lower(), timeout=60)
+    driver.find_element("id", "mic-btn").click()  # stop: CloseStream, the final transcript, close 1000
+    wait_for_stt_close(driver)
+    assert "doctor" in text_of(driver, "stt-final").lower()
+    assert text_of(driver, "mic-btn") == "Start microphone"
     assert console_errors(driver) == []
 
 
