@@ -42,7 +42,8 @@ def test_string_input_gives_the_full_response_object(serve: Any) -> None:
     assert sdk_fields <= set(raw), f"missing: {sdk_fields - set(raw)}"
     assert [k for k in NON_NULL if raw[k] is None] == []
     assert raw["object"] == "response" and raw["model"] == "m1" and raw["completed_at"] >= raw["created_at"]
-    assert raw["tool_choice"] == "auto" and raw["truncation"] == "disabled" and raw["text"]["format"] == {"type": "text"}
+    assert raw["tool_choice"] == "auto" and raw["truncation"] == "disabled"
+    assert raw["text"]["format"] == {"type": "text"}
 
 
 def test_list_input_messages_parts_and_roles(serve: Any) -> None:
@@ -210,3 +211,11 @@ def test_item_reference_resolves_a_stored_item(serve: Any) -> None:
                                               {"type": "item_reference", "id": first.output[0].id},
                                               {"role": "user", "content": "and now?"}])
     assert [m["content"] for m in engine.prompts[1]] == ["remember me", "Echo: remember me", "and now?"]
+
+
+def test_server_timing_separates_engine_and_gateway_time(serve: Any) -> None:
+    url = serve(ScriptedEngine(delay=0.02))
+    answer = httpx.post(f"{url}/v1/responses", json={"model": "m", "input": "a b c"}, timeout=10)
+    timing = dict(part.strip().split(";dur=") for part in answer.headers["server-timing"].split(","))
+    assert float(timing["engine"]) >= 4 * 20  # four pieces, 20 ms each, all inside the engine
+    assert float(timing["gateway"]) >= 0

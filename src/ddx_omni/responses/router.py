@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from .schemas import AddItemsRequest, CreateConversationRequest, CreateResponseRequest, UpdateConversationRequest, \
     bad_request
@@ -30,10 +30,12 @@ def _page_args(limit: int, order: str) -> dict[str, Any]:
 
 @router.post("/responses", summary="Create a response (optionally streamed, chained, or in the background)")
 async def create_response(body: CreateResponseRequest, request: Request) -> Any:
-    result = await _service(request).create(body)
-    if isinstance(result, dict):
-        return result
-    return StreamingResponse(result, media_type="text/event-stream", headers=SSE_HEADERS)
+    created = await _service(request).create(body)
+    if created.stream is not None:
+        return StreamingResponse(created.stream, media_type="text/event-stream", headers=SSE_HEADERS)
+    # Server-Timing: the engine's share and the gateway's own (what benchmarks/bench_responses.py reports)
+    headers = {"Server-Timing": created.server_timing} if created.server_timing else None
+    return JSONResponse(created.body, headers=headers)
 
 
 @router.get("/responses/{response_id}", summary="Retrieve a stored response")

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..core.settings import Settings
@@ -20,6 +21,15 @@ from .turn import TERMINAL_EVENTS, Turn, TurnPlan
 log = logging.getLogger("ddx_omni.responses")
 
 STOP_WAIT_S = 10.0
+
+
+@dataclass
+class Created:
+    """What POST /v1/responses answers: a JSON body (with its Server-Timing), or an SSE stream."""
+
+    body: dict[str, Any] | None = None
+    stream: AsyncIterator[bytes] | None = None
+    server_timing: str | None = None
 
 
 class EngineProvider(Protocol):
@@ -64,8 +74,9 @@ class ResponsesService:
                 "running": len(self.turns), "error": self.error}
 
     # ---- responses ----------------------------------------------------------------------------------------
-    async def create(self, request: CreateResponseRequest) -> dict[str, Any] | AsyncIterator[bytes]:
-        """Plan and start a turn. Returns the finished response, the queued one (background), or SSE bytes."""
+    async def create(self, request: CreateResponseRequest) -> Created:
+        """Plan and start a turn: the finished response, the queued one (background), or the SSE stream."""
+        started = time.perf_counter()
         plan = await self._plan(request)
         events = EventLog()
         queue: asyncio.Queue[dict[str, Any]] | None = None
@@ -79,11 +90,13 @@ class ResponsesService:
         self.turns[turn.id] = turn
         turn.start().add_done_callback(lambda _: self.turns.pop(turn.id, None))
         if queue is not None:
-            return self._sse(turn, queue, detach_stops=not request.background)
+            return Created(stream=self._sse(turn, queue, detach_stops=not request.background))
         if request.background:
-            return dict(plan.response, output=[])
+            return Created(body=dict(plan.response, output=[]))
         await asyncio.shield(turn.task)  # type: ignore[arg-type]
-        return turn.response
+        total_ms, engine_ms = (time.perf_counter() - started) * 1000, turn.engine_s * 1000
+        return Created(body=turn.response, server_timing=f"engine;dur={engine_ms:.3f}, "
+                                                         f"gateway;dur={total_ms - engine_ms:.3f}")
 
     async def _sse(self, turn: Turn, queue: asyncio.Queue[dict[str, Any]], detach_stops: bool) -> AsyncIterator[bytes]:
         ended = False
@@ -108,7 +121,8 @@ class ResponsesService:
         metadata = check_metadata(request.metadata)
         echo_tools, chat_tools = it.function_tools(request.tools)
         tool_choice = it.chat_tool_choice(request.tool_choice)
-        response = response_object(request, response_id=new_id("resp"), model=request.model or "", created_at=time.time(),
+        response = response_object(request, response_id=new_id("resp"), model=request.model or "",
+                                   created_at=time.time(),
                                    status="queued" if request.background else "in_progress", tools=echo_tools,
                                    metadata=metadata, conversation_id=conversation_id)
         fmt = it.response_format(response["text"]["format"])
@@ -125,11 +139,11 @@ class ResponsesService:
         if not history and not input_items:
             raise bad_request("input: give at least one item (or a previous_response_id / conversation with history)",
                               "input")
-        prompt_tokens = await self._fit_prompt(params, engine, history + input_items, request)
+        prompt_tokens, engine_s = await self._fit_prompt(params, engine, history + input_items, request)
         if request.max_output_tokens is None:  # the default must not push prompt + output past the window
             params.max_tokens = max(1, min(params.max_tokens or 1, engine.context_window - prompt_tokens))
         return TurnPlan(response=response, input_items=input_items, params=params, engine=engine, store=store,
-                        conversation_id=conversation_id, prompt_tokens=prompt_tokens)
+                        conversation_id=conversation_id, prompt_tokens=prompt_tokens, engine_s=engine_s)
 
     async def _history(self, previous_id: str | None, conversation_id: str | None) -> list[dict[str, Any]]:
         if previous_id:
@@ -147,18 +161,25 @@ class ResponsesService:
         return []
 
     async def _fit_prompt(self, params: ChatParams, engine: ChatEngine, items: list[dict[str, Any]],
-                          request: CreateResponseRequest) -> int:
+                          request: CreateResponseRequest) -> tuple[int, float]:
         """Set params.messages to what fits the context window: all of it, or (truncation=auto) the newest
         items that fit. Overflow with truncation=disabled is a 400, as OpenAI answers."""
         budget = engine.context_window - (request.max_output_tokens or 1)
 
+        engine_s = 0.0
+
         async def tokens_from(start: int) -> int:
+            nonlocal engine_s
             params.messages = it.to_chat_messages(items[start:], request.instructions)
-            return await engine.count_prompt_tokens(params)
+            started = time.perf_counter()
+            try:
+                return await engine.count_prompt_tokens(params)
+            finally:
+                engine_s += time.perf_counter() - started
 
         count = await tokens_from(0)
         if count <= budget:
-            return count
+            return count, engine_s
         if request.truncation != "auto":
             raise bad_request(f"The input ({count} tokens) exceeds the context window of {engine.model_id} "
                               f"({engine.context_window} tokens, {budget} left for input). Shorten it or set "
@@ -177,7 +198,7 @@ class ResponsesService:
                 best += 1
             count = await tokens_from(best)
             if count <= budget:
-                return count
+                return count, engine_s
         raise bad_request(f"Even the newest input item alone exceeds the context window of {engine.model_id} "
                           f"({budget} tokens left for input).", "input", code="context_too_long")
 

@@ -252,7 +252,8 @@ class Store:
         ])
 
     async def delete_conversation_item(self, conversation_id: str, item_id: str) -> bool:
-        rows = await self._read("SELECT seq FROM items WHERE conversation_id = ? AND id = ?", (conversation_id, item_id))
+        rows = await self._read("SELECT seq FROM items WHERE conversation_id = ? AND id = ?",
+                                (conversation_id, item_id))
         if not rows:
             return False
         seqs = [(seq,) for (seq,) in rows]
@@ -264,8 +265,8 @@ class Store:
 
     async def conversation_items(self, conversation_id: str) -> list[dict[str, Any]]:
         """Every item of a conversation, oldest first (its history for a response)."""
-        rows = await self._read("SELECT body FROM items WHERE conversation_id = ? ORDER BY seq", (conversation_id,))
-        return [json.loads(body) for (body,) in rows]
+        return _loads_all(await self._read("SELECT body FROM items WHERE conversation_id = ? ORDER BY seq",
+                                           (conversation_id,)))
 
     async def conversation_item(self, conversation_id: str, item_id: str) -> dict[str, Any] | None:
         rows = await self._read("SELECT body FROM items WHERE conversation_id = ? AND id = ? ORDER BY seq DESC LIMIT 1",
@@ -286,8 +287,7 @@ class Store:
 
     async def chain_items(self, response_id: str) -> list[dict[str, Any]]:
         """The input and output items of `response_id` and all its predecessors, oldest first."""
-        rows = await self._read(CHAIN_SQL, (response_id,))
-        return [json.loads(body) for (body,) in rows]
+        return _loads_all(await self._read(CHAIN_SQL, (response_id,)))
 
     async def find_item(self, item_id: str) -> dict[str, Any] | None:
         rows = await self._read("SELECT body FROM items WHERE id = ? ORDER BY seq DESC LIMIT 1", (item_id,))
@@ -313,8 +313,7 @@ class Store:
         sql += f" ORDER BY seq {direction} LIMIT ?"
         args.append(limit + 1)
         rows = await self._read(sql, tuple(args))
-        items = [json.loads(body) for (body,) in rows[:limit]]
-        return items, len(rows) > limit
+        return _loads_all(rows[:limit]), len(rows) > limit
 
     async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         if self._reader is None:
@@ -322,6 +321,11 @@ class Store:
         # execute + fetchall in one job of the reader's thread: the statement is done (and its read snapshot
         # released) before another coroutine's query starts; interleaved open cursors would pin an old snapshot.
         return list(await self._reader.execute_fetchall(sql, params))
+
+
+def _loads_all(rows: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Parse many JSON bodies in one json.loads call: a long history costs one C-level parse, not N."""
+    return json.loads("[" + ",".join(row[0] for row in rows) + "]")
 
 
 def _statements(script: str) -> list[str]:

@@ -37,6 +37,7 @@ class TurnPlan:
     store: bool
     conversation_id: str | None
     prompt_tokens: int = 0
+    engine_s: float = 0.0  # time spent in the engine while planning (token counts)
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Turn:
         self.out = _Output()
         self.stop_reason: str | None = None  # "cancelled" | "shutdown" once asked to stop
         self.task: asyncio.Task[None] | None = None
+        self.engine_s = plan.engine_s  # time inside the engine, for the Server-Timing header
 
     @property
     def id(self) -> str:
@@ -97,8 +99,16 @@ class Turn:
     async def _generate(self) -> None:
         """One engine generation step; text and tool calls become output items as they arrive."""
         stream = self.plan.engine.stream(self.plan.params)
+        deltas = aiter(stream)
         try:
-            async for delta in stream:
+            while True:
+                started = time.perf_counter()
+                try:
+                    delta = await anext(deltas)
+                except StopAsyncIteration:
+                    break
+                finally:
+                    self.engine_s += time.perf_counter() - started
                 if delta.text:
                     self._on_text(delta.text)
                 for call in delta.tool_calls:
