@@ -79,9 +79,12 @@ def test_chat_needs_the_key(mock_url: str) -> None:
 
 @pytest.mark.parametrize("extra,param", [({"n": 2}, "n"),
                                          ({"tool_choice": "required"}, "tool_choice"),
-                                         ({"logit_bias": {"abc": 1}}, "logit_bias")])
+                                         ({"logit_bias": {"abc": 1}}, "logit_bias"),
+                                         ({"messages": [{"role": "user", "content": [
+                                             {"type": "image_url", "image_url": {"url": "data:,"}}]}]},
+                                          "messages.0.content")])
 def test_invalid_options_are_422(sdk: openai.OpenAI, extra: dict, param: str) -> None:
     with pytest.raises(openai.UnprocessableEntityError) as err:
-        sdk.chat.completions.create(model=MODEL, messages=MESSAGES, **extra)
+        sdk.chat.completions.create(**{"model": MODEL, "messages": MESSAGES, **extra})
     body = err.value.body
     assert body["code"] == "request_invalid" and body["param"] == param

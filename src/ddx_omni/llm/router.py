@@ -74,6 +74,11 @@ def to_params(req: ChatCompletionRequest) -> ChatParams:
     """Validate what a request asks for against what the engines do, and map it to ChatParams."""
     if (req.n or 1) > 1:
         raise RequestInvalid("n > 1 is not supported: ask for one choice per request", param="n")
+    for i, message in enumerate(req.messages):
+        parts = message.content if isinstance(message.content, list) else []
+        if any(not isinstance(part, dict) or part.get("type") != "text" for part in parts):
+            raise RequestInvalid("Only text content parts are supported (this server's models take text only)",
+                                 param=f"messages.{i}.content")
     if req.top_logprobs and not req.logprobs:
         raise RequestInvalid("top_logprobs needs logprobs: true", param="top_logprobs")
     _check_tool_choice(req)
