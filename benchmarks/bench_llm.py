@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -150,6 +151,29 @@ def _raw_run(model_dir: Path, eos: int, max_tokens: int) -> Callable[[list[dict[
     return run
 
 
+def _health_during_generation(url: str, run: Callable[[list[dict[str, str]]], Run]) -> list[float]:
+    """/health latencies (ms), probed every 50 ms while the gateway streams one more generation."""
+    latencies: list[float] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        with httpx.Client(timeout=10) as client:
+            while not done.is_set():
+                start = time.perf_counter()
+                client.get(f"{url}/health")
+                latencies.append((time.perf_counter() - start) * 1000)
+                time.sleep(0.05)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        run([{"role": "user", "content": "One more story, while /health is probed."}])
+    finally:
+        done.set()
+        prober.join()
+    return latencies
+
+
 def _table(peers: list[Peer], max_tokens: int, rounds: int) -> str:
     raw = next(p for p in peers if p.name.startswith("raw"))
     raw_tps = statistics.median(r.decode_tps for r in raw.runs)
@@ -209,8 +233,12 @@ def main() -> None:
                 peer.runs.append(run)
                 print(f"round {rnd} {peer.name}: ttft {run.ttft_s * 1000:.0f} ms, {run.decode_tps:.2f} tok/s",
                       flush=True)
+        health = _health_during_generation(f"http://127.0.0.1:{gw_port}", peers[1].run)
     print()
     print(_table(peers, args.max_tokens, args.rounds))
+    ordered = sorted(health)
+    print(f"gateway /health while generating: {len(ordered)} probes, median {statistics.median(ordered):.1f} ms, "
+          f"p95 {ordered[int(0.95 * (len(ordered) - 1))]:.1f} ms, max {ordered[-1]:.1f} ms")
 
 
 if __name__ == "__main__":
