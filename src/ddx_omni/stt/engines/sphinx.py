@@ -1,12 +1,13 @@
 """pocketsphinx engine: the US-English model that ships in the wheel, so it works anywhere with no download.
 
-Finals come from a whole-segment decode (`full_utt=True`): pocketsphinx's live cepstral-mean estimate starts
-from a generic prior and misrecognises a session's first seconds, while batch normalisation over the segment
-gets them right. Interims, when asked for, come from a second decoder fed incrementally.
+Each session decodes incrementally (`full_utt=False`), so a final costs only the end of the search. But the
+live cepstral-mean (CMN) estimate starts from a generic prior and misrecognises a session's first seconds;
+so the session's first segment with speech is decoded whole (`full_utt=True`, batch CMN over the segment),
+and the CMN that pass measured seeds the incremental decoder, which is then as accurate as the batch pass.
 
-pocketsphinx holds the GIL while it decodes, so a whole-segment decode on a thread would stall the event loop
-(and every other session) for its duration: finals are decoded in a small process pool instead. The
-incremental interim decoder stays in the session's thread, where each 64 ms chunk holds the GIL for ~10 ms.
+pocketsphinx holds the GIL while it decodes, so that whole-segment pass runs in a small process pool: on a
+thread it would stall the event loop, and every other session, for its duration. The incremental decoder
+stays in the session's thread, where a 64 ms chunk holds the GIL for ~10 ms.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def _words(decoder: pocketsphinx.Decoder) -> list[RecognizedWord]:
 _PROCESS_DECODER: pocketsphinx.Decoder | None = None
 
 
-def decode_segment(audio: bytes) -> list[RecognizedWord]:
-    """Runs in a pool process: one whole segment (linear16) → its words."""
+def decode_segment(audio: bytes) -> tuple[list[RecognizedWord], str]:
+    """Runs in a pool process: one whole segment (linear16) → its words and the CMN it measured."""
     global _PROCESS_DECODER
     if _PROCESS_DECODER is None:
         _PROCESS_DECODER = _decoder()
@@ -62,7 +63,7 @@ def decode_segment(audio: bytes) -> list[RecognizedWord]:
     decoder.start_utt()
     decoder.process_raw(audio + _TAIL, False, True)
     decoder.end_utt()
-    return _words(decoder) if decoder.hyp() is not None else []
+    return (_words(decoder) if decoder.hyp() is not None else []), decoder.get_cmn(False)
 
 
 @functools.cache
@@ -78,39 +79,46 @@ def decode_pool(processes: int) -> ProcessPoolExecutor:
 
 
 class SphinxStream:
-    def __init__(self, pool: ProcessPoolExecutor, interim: bool) -> None:
+    def __init__(self, pool: ProcessPoolExecutor) -> None:
         self._pool = pool
-        self._live = _decoder() if interim else None
-        self._segment: list[bytes] = []
-        self._live_started = False
+        self._live = _decoder()
+        self._started = False
+        self._cold: list[bytes] | None = []  # the segment's audio, kept until the CMN is seeded
 
     def accept(self, samples: np.ndarray) -> None:
         if samples.size == 0:  # process_raw(b"") raises IndexError
             return
         pcm = _pcm(samples)
-        self._segment.append(pcm)
-        if self._live is not None:
-            if not self._live_started:
-                self._live.start_utt()
-                self._live_started = True
-            self._live.process_raw(pcm, False, False)
+        if self._cold is not None:
+            self._cold.append(pcm)
+        if not self._started:
+            self._live.start_utt()
+            self._started = True
+        self._live.process_raw(pcm, False, False)
 
     def partial(self) -> list[RecognizedWord]:
-        if self._live is None or not self._live_started or self._live.hyp() is None:
+        if not self._started or self._live.hyp() is None:
             return []
         return _words(self._live)
 
     def finish(self) -> list[RecognizedWord]:
-        if self._live is not None and self._live_started:
-            self._live.end_utt()  # keeps its cepstral-mean estimate for the next segment
-            self._live_started = False
-        audio, self._segment = b"".join(self._segment), []
-        if not audio:
+        if not self._started:
             return []
-        return self._pool.submit(decode_segment, audio).result()
+        self._live.process_raw(_TAIL, False, False)
+        self._live.end_utt()
+        self._started = False
+        live = _words(self._live) if self._live.hyp() is not None else []
+        if self._cold is None:
+            return live
+        audio, self._cold = b"".join(self._cold), []
+        words, cmn = self._pool.submit(decode_segment, audio).result()
+        if words:  # a segment with speech measured a usable CMN: from now on the live pass is enough
+            self._live.set_cmn(cmn)
+            self._cold = None
+        return words
 
     def close(self) -> None:
-        self._segment = []
+        self._cold = None
 
 
 class SphinxEngine:
@@ -127,7 +135,7 @@ class SphinxEngine:
         return base_language(language) == "en"
 
     def open_stream(self, language: str, interim: bool) -> SphinxStream:
-        return SphinxStream(self._pool, interim)
+        return SphinxStream(self._pool)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
