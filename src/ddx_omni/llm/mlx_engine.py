@@ -26,6 +26,10 @@ from .structured import GrammarProcessor, grammar_for, grammar_tokenizer
 _END = object()
 
 
+class _Cancelled(Exception):
+    """Raised inside mlx-lm's prefill when the request was cancelled."""
+
+
 @dataclass(eq=False)  # identity hashing: jobs live in a set
 class _Job:
     """One request's state, owned by the worker thread (nothing per-request lives on shared objects)."""
@@ -220,25 +224,34 @@ class MlxEngine:
         finish, generated, tic = "stop", 0, time.perf_counter()
         cache, reused = self._take_cache(prompt)
         seen = list(prompt)
-        for response in stream_generate(self._model, tokenizer, mx.array(prompt[reused:]), max_tokens=max_tokens,
-                                        sampler=sampler, logits_processors=processors, prompt_cache=cache,
-                                        prefill_step_size=self._prefill_step_size):
-            seen.append(response.token)
-            if job.cancel.is_set():
-                break
-            if generated == 0:
-                tic = time.perf_counter()
-                metrics.LLM_TTFT.labels(self.model_id).observe(tic - job.started)
-            generated = response.generation_tokens
-            piece = parser.feed(response.text)
-            logprobs = self._logprobs(response, params) if params.logprobs else None
-            if piece.text or piece.tool_calls or logprobs:
-                called |= bool(piece.tool_calls)
-                job.emit(ChatDelta(text=piece.text, tool_calls=piece.tool_calls, logprobs=logprobs))
-            if piece.stopped:
-                finish = "stop"
-                break
-            finish = response.finish_reason or finish
+
+        def between_prefill_steps(done: int, total: int) -> None:
+            if job.cancel.is_set():  # a long prompt: stop between prefill steps, not only between tokens
+                raise _Cancelled
+
+        try:
+            for response in stream_generate(self._model, tokenizer, mx.array(prompt[reused:]), max_tokens=max_tokens,
+                                            sampler=sampler, logits_processors=processors, prompt_cache=cache,
+                                            prefill_step_size=self._prefill_step_size,
+                                            prompt_progress_callback=between_prefill_steps):
+                seen.append(response.token)
+                if job.cancel.is_set():
+                    break
+                if generated == 0:
+                    tic = time.perf_counter()
+                    metrics.LLM_TTFT.labels(self.model_id).observe(tic - job.started)
+                generated = response.generation_tokens
+                piece = parser.feed(response.text)
+                logprobs = self._logprobs(response, params) if params.logprobs else None
+                if piece.text or piece.tool_calls or logprobs:
+                    called |= bool(piece.tool_calls)
+                    job.emit(ChatDelta(text=piece.text, tool_calls=piece.tool_calls, logprobs=logprobs))
+                if piece.stopped:
+                    finish = "stop"
+                    break
+                finish = response.finish_reason or finish
+        except _Cancelled:
+            pass
         # counted even when cancelled: the tokens were computed
         metrics.LLM_TOKENS.labels(self.model_id).inc(generated)
         metrics.LLM_PROMPT_TOKENS.labels(self.model_id).inc(len(prompt))

@@ -8,7 +8,7 @@ import uuid
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
@@ -22,6 +22,7 @@ from .schemas import (
 )
 from .service import LlmService
 
+T = TypeVar("T")
 DISCONNECT_POLL_S = 0.1  # how often a non-streamed request checks that its client is still there
 public_router = APIRouter(tags=["chat"])
 router = APIRouter(tags=["chat"])
@@ -137,8 +138,9 @@ async def _complete(deltas: AsyncIterator[ChatDelta], first: ChatDelta, head: di
     return ChatCompletion(**head, choices=[choice], usage=_usage(last.usage))
 
 
-async def _unless_disconnected(request: Request, work: Awaitable[ChatCompletion]) -> ChatCompletion | Response:
-    """Run `work`, but cancel it (and so its generation) if the client goes away before the answer is ready."""
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
+    """`work`'s result, or None when the client went away first (then `work` is cancelled, and with it the
+    generation it waits on)."""
     task = asyncio.ensure_future(work)
 
     async def watch() -> None:
@@ -155,7 +157,15 @@ async def _unless_disconnected(request: Request, work: Awaitable[ChatCompletion]
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    return Response(status_code=499)  # nginx's "client closed request": nobody reads it
+    return None
+
+
+async def _answer(deltas: AsyncIterator[ChatDelta], head: dict[str, Any], stream: bool) -> ChatDelta | ChatCompletion:
+    """Streaming: the first delta (the prompt is processed). Otherwise: the whole completion."""
+    first = await anext(deltas, None)
+    if first is None:
+        raise LlmError("The engine ended without an answer")
+    return first if stream else await _complete(deltas, first, head)
 
 
 def _sse(chunk: ChatCompletionChunk | dict[str, Any]) -> str:
@@ -213,17 +223,18 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Cha
     await _fit_context(engine, params, service.settings.llm.default_max_tokens)
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": engine.model_id}
     deltas = engine.stream(params)
-    # The first delta (prompt processed) comes before the status line, so that errors are real HTTP errors.
+    # Streaming too waits for the first token before the status line, so that errors are real HTTP errors.
     try:
-        first = await anext(deltas, None)
-        if first is None:
-            raise LlmError("The engine ended without an answer")
+        answer = await _unless_disconnected(request, _answer(deltas, head, body.stream))
+    finally:
         if not body.stream:
-            return await _unless_disconnected(request, _complete(deltas, first, head))
-    except BaseException:
+            await deltas.aclose()  # type: ignore[attr-defined]
+    if answer is None:
         await deltas.aclose()  # type: ignore[attr-defined]
-        raise
+        return Response(status_code=499)  # nginx's "client closed request": nobody reads it
+    if isinstance(answer, ChatCompletion):
+        return answer
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return StreamingResponse(_stream(deltas, first, head, request.url.path, include_usage),
+    return StreamingResponse(_stream(deltas, answer, head, request.url.path, include_usage),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"})
