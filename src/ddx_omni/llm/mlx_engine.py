@@ -41,6 +41,17 @@ class _Job:
     unloaded: bool = False  # cancelled by a hot swap (fails the request) rather than by the client
 
 
+@dataclass
+class _Decoded:
+    """What one decode produced, for the final delta, the metrics and the kept KV cache."""
+
+    seen: list[int]  # prompt + every token handed out, in the order the KV cache holds them
+    generated: int = 0
+    finish: str = "stop"
+    called: bool = False  # a tool call was emitted
+    decode_s: float = 0.0
+
+
 def _text_of(content: Any) -> str:
     if isinstance(content, list):
         return "".join(part.get("text", "") for part in content if isinstance(part, dict))
@@ -204,9 +215,6 @@ class MlxEngine:
         return sampler, processors
 
     def _generate(self, job: _Job) -> None:
-        import mlx.core as mx
-        from mlx_lm import stream_generate
-
         params, tokenizer = job.params, self._tokenizer
         if params.tools and params.tool_choice not in (None, "auto", "none") and tokenizer.tool_parser is None:
             raise RequestInvalid(f"Model {self.model_id} has no tool-call parser, so tool_choice "
@@ -216,59 +224,67 @@ class MlxEngine:
         if max_tokens < 1 or len(prompt) + max_tokens > self.context_window:
             raise ContextTooLong(f"{len(prompt)} prompt tokens + max_tokens {max_tokens} exceed the context window "
                                  f"of {self.context_window}", param="messages")
-        sampler, processors = self._sampling(params)
         parser = OutputParser(params.stop, tokenizer.tool_call_start, tokenizer.tool_call_end, tokenizer.tool_parser,
                               params.tools, emit_calls=bool(params.tools) and params.tool_choice != "none")
         parser.feed(forced_prefix(params, tokenizer.tool_call_start, self._parser_type))
-        called = False
-        finish, generated, tic = "stop", 0, time.perf_counter()
         cache, reused = self._take_cache(prompt)
-        seen = list(prompt)
+        run = self._decode(job, prompt, reused, cache, parser, max_tokens)
+        # counted even when cancelled: the tokens were computed
+        metrics.LLM_TOKENS.labels(self.model_id).inc(run.generated)
+        metrics.LLM_PROMPT_TOKENS.labels(self.model_id).inc(len(prompt))
+        if job.unloaded:
+            raise _unloaded(self.model_id)
+        if job.cancel.is_set():
+            return
+        self._keep_cache(cache, run.seen)
+        tail = parser.finish()
+        called = run.called or bool(tail.tool_calls)
+        if run.generated > 1 and run.decode_s > 0:
+            metrics.LLM_TPS.labels(self.model_id).observe((run.generated - 1) / run.decode_s)
+        job.emit(ChatDelta(text=tail.text, tool_calls=tail.tool_calls,
+                           finish_reason="tool_calls" if called and run.finish != "length" else run.finish,
+                           usage=Usage(prompt_tokens=len(prompt), completion_tokens=run.generated,
+                                       cached_tokens=reused)))
+
+    def _decode(self, job: _Job, prompt: list[int], reused: int, cache: list[Any], parser: OutputParser,
+                max_tokens: int) -> _Decoded:
+        """Run mlx-lm on the prompt (after the `reused` cached tokens), emitting clean deltas as they come."""
+        import mlx.core as mx
+        from mlx_lm import stream_generate
+
+        sampler, processors = self._sampling(job.params)
+        run = _Decoded(seen=list(prompt))
+        tic = time.perf_counter()
 
         def between_prefill_steps(done: int, total: int) -> None:
             if job.cancel.is_set():  # a long prompt: stop between prefill steps, not only between tokens
                 raise _Cancelled
 
         try:
-            for response in stream_generate(self._model, tokenizer, mx.array(prompt[reused:]), max_tokens=max_tokens,
-                                            sampler=sampler, logits_processors=processors, prompt_cache=cache,
-                                            prefill_step_size=self._prefill_step_size,
+            for response in stream_generate(self._model, self._tokenizer, mx.array(prompt[reused:]),
+                                            max_tokens=max_tokens, sampler=sampler, logits_processors=processors,
+                                            prompt_cache=cache, prefill_step_size=self._prefill_step_size,
                                             prompt_progress_callback=between_prefill_steps):
-                seen.append(response.token)
+                run.seen.append(response.token)
                 if job.cancel.is_set():
                     break
-                if generated == 0:
+                if run.generated == 0:
                     tic = time.perf_counter()
                     metrics.LLM_TTFT.labels(self.model_id).observe(tic - job.started)
-                generated = response.generation_tokens
+                run.generated = response.generation_tokens
                 piece = parser.feed(response.text)
-                logprobs = self._logprobs(response, params) if params.logprobs else None
+                logprobs = self._logprobs(response, job.params) if job.params.logprobs else None
                 if piece.text or piece.tool_calls or logprobs:
-                    called |= bool(piece.tool_calls)
+                    run.called |= bool(piece.tool_calls)
                     job.emit(ChatDelta(text=piece.text, tool_calls=piece.tool_calls, logprobs=logprobs))
                 if piece.stopped:
-                    finish = "stop"
+                    run.finish = "stop"
                     break
-                finish = response.finish_reason or finish
+                run.finish = response.finish_reason or run.finish
         except _Cancelled:
             pass
-        # counted even when cancelled: the tokens were computed
-        metrics.LLM_TOKENS.labels(self.model_id).inc(generated)
-        metrics.LLM_PROMPT_TOKENS.labels(self.model_id).inc(len(prompt))
-        if job.unloaded:
-            raise _unloaded(self.model_id)
-        if job.cancel.is_set():
-            return
-        self._keep_cache(cache, seen)
-        tail = parser.finish()
-        called |= bool(tail.tool_calls)
-        elapsed = time.perf_counter() - tic
-        if generated > 1 and elapsed > 0:
-            metrics.LLM_TPS.labels(self.model_id).observe((generated - 1) / elapsed)
-        job.emit(ChatDelta(text=tail.text, tool_calls=tail.tool_calls,
-                           finish_reason="tool_calls" if called and finish != "length" else finish,
-                           usage=Usage(prompt_tokens=len(prompt), completion_tokens=generated,
-                                       cached_tokens=reused)))
+        run.decode_s = time.perf_counter() - tic
+        return run
 
     def _take_cache(self, prompt: list[int]) -> tuple[list[Any], int]:
         """The kept KV cache trimmed to its common beginning with `prompt` (and how many tokens that saves), or a
