@@ -10,8 +10,9 @@ import httpx
 import numpy as np
 import pytest
 
-from .conftest import (CLOSE, FINALIZE, KEEPALIVE, AUDIO, content_words, fixture_pcm, frames_of, run_session,
-                       ws_url)
+from ..conftest import wait_for
+from .conftest import (AUDIO, CLOSE, FINALIZE, KEEPALIVE, content_words, fixture_pcm, frames_of, run_session,
+                       stt_health, ws_url)
 
 SILENCE_1S = bytes(32000)
 CLOSED_1000 = 'ddx_stt_sessions_total{close_code="1000",engine="sphinx"}'
@@ -245,3 +246,22 @@ async def test_health_and_metrics_stay_responsive_while_sessions_stream(sphinx_s
     assert metric(metrics, CLOSED_1000) - closed_before == 3
     assert metric(metrics, "ddx_stt_sessions_active") == 0
     assert "ddx_stt_final_latency_seconds_count" in metrics
+
+
+async def test_server_stop_closes_live_sessions_with_1001(server_factory, make_settings) -> None:
+    from ddx_omni.stt.service import create_service
+
+    service = create_service(make_settings({"stt.engine": "sphinx"}))
+    base = server_factory({"stt.engine": "sphinx"}, components={"stt": service})
+    await asyncio.to_thread(lambda: wait_for(lambda: stt_health(base)["state"] == "ready", timeout=60))
+    pcm = fixture_pcm("garden")
+
+    async def stop_when_live() -> None:
+        while not service.sessions:
+            await asyncio.sleep(0.05)
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(service.stop(), service.loop))
+
+    stopper = asyncio.create_task(stop_when_live())
+    session = await run_session(ws_url(base), frames_of(pcm[:8192]) + [3.0])
+    await stopper
+    assert (session.close_code, session.close_reason) == (1001, "going away")

@@ -25,6 +25,7 @@ class SttService:
         self.error: str | None = None
         self.sessions: set[LiveSession] = set()
         self._load: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the server's loop (to stop it from another thread)
 
     @property
     def state(self) -> str:
@@ -34,6 +35,7 @@ class SttService:
 
     async def start(self) -> None:
         # Loading parakeet weights takes seconds: the server answers (health says "loading") meanwhile.
+        self.loop = asyncio.get_running_loop()
         self._load = asyncio.create_task(self._load_engine())
 
     async def _load_engine(self) -> None:

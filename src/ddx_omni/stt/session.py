@@ -107,10 +107,13 @@ class Session:
             receive = asyncio.ensure_future(self.ws.receive())
             done, _ = await asyncio.wait({receive, self._worker}, timeout=idle,
                                          return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                # a frame that arrived in the same loop turn as the timer is not lost to the cancel below
+                done, _ = await asyncio.wait({receive}, timeout=0.05)
             if receive not in done:
                 receive.cancel()
                 await asyncio.gather(receive, return_exceptions=True)
-                if self._worker not in done:  # neither audio nor KeepAlive for `idle` seconds
+                if not self._worker.done():  # neither audio nor KeepAlive for `idle` seconds
                     await self.close(1011, "NET-0001")
                 return
             message = receive.result()
