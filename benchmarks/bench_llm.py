@@ -175,20 +175,21 @@ def _health_during_generation(url: str, run: Callable[[list[dict[str, str]]], Ru
 
 
 def _table(peers: list[Peer], max_tokens: int, rounds: int) -> str:
+    """Medians per peer, and the medians of each round's ratio to raw mlx-lm (paired, so that the load other
+    processes put on the machine, which drifts between rounds, cancels out)."""
     raw = next(p for p in peers if p.name.startswith("raw"))
-    raw_tps = statistics.median(r.decode_tps for r in raw.runs)
-    raw_ttft = statistics.median(r.ttft_s for r in raw.runs)
-    lines = [f"| peer | decode tok/s (median) | vs raw | TTFT ms (median) | TTFT − raw ms | runs |",
+    lines = ["| peer | decode tok/s | TTFT ms | decode vs raw (paired) | TTFT − raw ms (paired) | runs |",
              "|---|---:|---:|---:|---:|---:|"]
     for peer in peers:
         tps = statistics.median(r.decode_tps for r in peer.runs)
-        ttft = statistics.median(r.ttft_s for r in peer.runs)
-        lines.append(f"| {peer.name} | {tps:.2f} | {tps / raw_tps:.1%} | {ttft * 1000:.0f} | "
-                     f"{(ttft - raw_ttft) * 1000:+.0f} | {len(peer.runs)} |")
+        ttft = statistics.median(r.ttft_s for r in peer.runs) * 1000
+        ratio = statistics.median(r.decode_tps / b.decode_tps for r, b in zip(peer.runs, raw.runs))
+        delta = statistics.median((r.ttft_s - b.ttft_s) * 1000 for r, b in zip(peer.runs, raw.runs))
+        lines.append(f"| {peer.name} | {tps:.2f} | {ttft:.0f} | {ratio:.1%} | {delta:+.0f} | {len(peer.runs)} |")
     same = all(p.runs[i].text == raw.runs[i].text for p in peers for i in range(rounds))
     lines.append("")
-    lines.append(f"{max_tokens} tokens per run, {rounds} interleaved rounds; identical greedy text across peers: "
-                 f"{'yes' if same else 'NO'}")
+    lines.append(f"{max_tokens} tokens per run, {rounds} interleaved rounds, medians; identical greedy text across "
+                 f"peers: {'yes' if same else 'NO'}")
     return "\n".join(lines)
 
 
