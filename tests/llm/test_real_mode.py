@@ -235,3 +235,12 @@ def test_non_streaming_client_that_leaves_stops_its_generation(client: openai.Op
     assert greedy(client, eos_id, max_tokens=2).usage.completion_tokens == 2
     spent = metric(real_server, "ddx_llm_tokens_generated_total", model) - before - 2
     assert 0 < spent < 3000
+
+
+def test_models_list_shows_the_local_model_extras(client: openai.OpenAI, tiny_model_dir: Path) -> None:
+    models = {m.id: m.model_dump() for m in client.models.list().data}
+    local = models[str(tiny_model_dir)]
+    assert (local["arch"], local["context_window"], local["quantization"]) == ("qwen3", 4096, "float32")
+    assert 0 < local["total_params_b"] < 0.001 and local["label"] == tiny_model_dir.name
+    current = httpx.get(f"{client.base_url}models/current", timeout=10).json()
+    assert current["model_id"] == str(tiny_model_dir) and current["loaded"] is True and current["last_load_ms"] >= 0
