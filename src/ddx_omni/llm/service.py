@@ -68,13 +68,11 @@ class LlmService:
     async def engine(self, model_id: str | None = None) -> ChatEngine:
         if not self.real:
             return MockEngine(model_id or self.model_id)
-        if model_id is not None:
-            entry = resolve(self.registry, model_id)
-            if entry is None:
-                raise ModelNotFound(f"Model '{model_id}' is not in the registry",
-                                    "GET /v1/models lists the ids this server knows", param="model")
-            if entry.id != self.model_id:
-                await self.load(entry.id)  # like mlx_lm.server: naming another registered model switches to it
+        # Any registered id is answered by the loaded model (the response's `model` says which): swapping is
+        # POST /v1/models/load's job, so that clients with a hard-coded model name cannot undo an operator's swap.
+        if model_id is not None and resolve(self.registry, model_id) is None:
+            raise ModelNotFound(f"Model '{model_id}' is not in the registry",
+                                "GET /v1/models lists the ids this server knows", param="model")
         try:
             await asyncio.wait_for(self._settled.wait(), timeout=self.settings.llm.load_wait_s)
         except asyncio.TimeoutError:
