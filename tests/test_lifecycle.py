@@ -20,7 +20,7 @@ import httpx
 import psutil
 import pytest
 
-from ddx_omni.lifecycle import ExitCode
+from ddx_omni.lifecycle import ExitCode, end_group, group_members
 
 from .conftest import free_port
 
@@ -49,7 +49,7 @@ class Cli:
     def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
         if args[0] in ("start", "restart") and "--config" not in args:
             args = (*args, "--config", str(self.config), "--port", str(self.port))
-        return subprocess.run([sys.executable, "-m", "ddx_omni.cli", *args], env=self.env, text=True,
+        return subprocess.run([sys.executable, "-m", "ddx_omni.cli", *args], env=self.env, text=True, check=False,
                               capture_output=True, timeout=CLI_TIMEOUT_S)
 
     def pid(self) -> int:
@@ -60,11 +60,12 @@ class Cli:
 def cli(tmp_path: Path) -> Iterator[Cli]:
     runner = Cli(tmp_path)
     yield runner
-    # never leave a detached server behind, whatever the test did
+    # never leave a detached server (or its helpers) behind, whatever the test did
     try:
-        proc = psutil.Process(runner.pid())
-        if "ddx_omni.cli" in proc.cmdline():
-            proc.kill()
+        pid = runner.pid()
+        if "ddx_omni.cli" in psutil.Process(pid).cmdline():
+            psutil.Process(pid).kill()
+            end_group(pid)
     except (OSError, ValueError, psutil.Error):
         pass
 
@@ -237,6 +238,7 @@ def test_stop_ends_live_speech_sessions_with_1001(cli: Cli) -> None:
     import websockets
 
     assert cli("start", "--stt-engine", "sphinx").returncode == ExitCode.OK
+    pid = cli.pid()
 
     async def session_during_stop() -> tuple[int | None, subprocess.CompletedProcess[str]]:
         url = f"ws://127.0.0.1:{cli.port}/v1/listen/dg?encoding=linear16&sample_rate=16000&channels=1"
@@ -254,3 +256,4 @@ def test_stop_ends_live_speech_sessions_with_1001(cli: Cli) -> None:
     close_code, stopped = asyncio.run(session_during_stop())
     assert close_code == 1001  # going away, from the session, not uvicorn's blanket 1012
     assert stopped.returncode == ExitCode.OK and "gracefully" in stopped.stdout
+    assert group_members(pid) == []  # nothing the server started (decoder workers…) outlives it

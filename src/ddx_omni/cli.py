@@ -57,10 +57,10 @@ def serve(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None, 
                                 stt_engine=stt_engine)
     setup_logging(settings.server.log_level)
     app = create_app(settings)
-    config = uvicorn.Config(app, host=settings.server.host, port=settings.server.port, log_config=None,
-                            log_level=settings.server.log_level, ws_max_size=16 * 1024 * 1024,
-                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
-    GoingAwayServer(config, app).run()
+    server_config = uvicorn.Config(app, host=settings.server.host, port=settings.server.port, log_config=None,
+                                   log_level=settings.server.log_level, ws_max_size=16 * 1024 * 1024,
+                                   timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+    GoingAwayServer(server_config, app).run()
 
 
 GRACEFUL_SHUTDOWN_S = 10  # in-flight requests get this long after SIGTERM (ddx-omni stop waits longer)
@@ -83,7 +83,7 @@ class GoingAwayServer(uvicorn.Server):
                  if callable(getattr(component, "going_away", None))]
         try:
             await asyncio.wait_for(asyncio.gather(*hooks, return_exceptions=True), GOING_AWAY_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             logging.getLogger("ddx_omni").warning("live sessions did not close within %s s", GOING_AWAY_TIMEOUT_S)
         await super().shutdown(sockets)
 
@@ -155,6 +155,9 @@ def stop(force: ForceOpt = False, timeout: StopTimeoutOpt = lifecycle.STOP_TIMEO
     how = "gracefully" if result.graceful else ("killed (--force)" if force else
                                                 f"killed after {timeout:g} s without exiting")
     console.print(f"ddx-omni stopped (PID {result.pid}, {how}, {result.elapsed_s:.1f} s).")
+    if result.leftovers:
+        console.print(f"Ended {result.leftovers} helper process(es) the server left running in its process group.",
+                      style="yellow")
 
 
 @app.command(epilog=EXIT_CODES_HELP)

@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -355,7 +355,7 @@ def log_tail(lines: int = 15) -> str:
 def spawn(host: str, port: int, config: Path | None, flags: dict[str, Any]) -> tuple[subprocess.Popen[bytes], ServerRecord]:
     cmd = serve_command(host, port, config, flags)
     with _open_log() as log:
-        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
         log.write(f"\n{LOG_HEADER}{stamp} ddx-omni start: {' '.join(cmd)}\n".encode())
         log.flush()
         # a new session: the server survives the terminal (no SIGHUP) and Ctrl-C in it
@@ -431,6 +431,7 @@ def _start_timed_out(proc: subprocess.Popen[bytes], record: ServerRecord, health
             ["Watch it: ddx-omni status", f"Next time wait longer: ddx-omni start --timeout {timeout * 4:g}",
              "Or give up on it: ddx-omni stop"])
     _terminate(psutil.Process(proc.pid), force=False, timeout=KILL_WAIT_S)
+    end_group(proc.pid)  # spawned with a new session: the group is the server's
     proc.poll()  # our child: reap it
     clear_record()
     return LifecycleError(
@@ -451,6 +452,33 @@ class StopResult:
     pid: int
     graceful: bool
     elapsed_s: float
+    leftovers: int = 0  # helper processes (e.g. decoder workers) still running after the server exited
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    """Live processes in the process group `pgid` (start puts the server and its helpers in their own)."""
+    members = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                members.append(proc)
+        except (OSError, psutil.Error):
+            continue
+    return members
+
+
+def end_group(pgid: int) -> int:
+    """End what the server left behind in its group (workers that outlived it): SIGTERM, then SIGKILL."""
+    left = group_members(pgid)
+    for proc in left:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    if left and not _wait_exit(left, KILL_WAIT_S):
+        for proc in left:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        _wait_exit(left, KILL_WAIT_S)
+    return len(left)
 
 
 def _has_exited(proc: psutil.Process) -> bool:
@@ -500,6 +528,8 @@ def stop(force: bool = False, timeout: float = STOP_TIMEOUT_S) -> StopResult:
                                  f"the PID file was stale ({why}); it has been removed.",
                                  ["Start it: ddx-omni start"])
         began = time.monotonic()
+        # only a group this server leads (start gave it a new session) is ours to clean up after it
+        own_group = _leads_group(proc)
         try:
             graceful = _terminate(proc, force, timeout)
         except psutil.NoSuchProcess:
@@ -512,8 +542,16 @@ def stop(force: bool = False, timeout: float = STOP_TIMEOUT_S) -> StopResult:
             raise LifecycleError(ExitCode.FAILURE, f"the server (PID {record.pid}) did not end, even after SIGKILL.",
                                  "the process is stuck in the kernel (uninterruptible I/O).",
                                  [f"Check it: ps -o pid,stat,cmd -p {record.pid}"])
+        leftovers = end_group(record.pid) if own_group else 0
         clear_record()
-        return StopResult(record.pid, graceful, time.monotonic() - began)
+        return StopResult(record.pid, graceful, time.monotonic() - began, leftovers)
+
+
+def _leads_group(proc: psutil.Process) -> bool:
+    try:
+        return os.getpgid(proc.pid) == proc.pid
+    except OSError:
+        return False
 
 
 def not_running() -> LifecycleError:
