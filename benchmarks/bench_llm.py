@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import importlib.util
 import json
+import math
 import os
 import socket
 import statistics
@@ -43,6 +44,7 @@ class Run:
     decode_tps: float
     tokens: int
     text: str
+    total_s: float  # request to last token: immune to a peer that holds its first tokens back and then bursts
 
 
 @dataclass
@@ -122,7 +124,7 @@ def _http_run(url: str, model: str, eos: int, max_tokens: int) -> Callable[[list
                 if choices[0].get("finish_reason"):
                     last = time.perf_counter()
         assert first is not None and last is not None, "no content streamed"
-        return Run(first - start, (max_tokens - 1) / (last - first), max_tokens, "".join(pieces))
+        return Run(first - start, (max_tokens - 1) / (last - first), max_tokens, "".join(pieces), last - start)
 
     return run
 
@@ -146,7 +148,7 @@ def _raw_run(model_dir: Path, eos: int, max_tokens: int) -> Callable[[list[dict[
             n = response.generation_tokens
         last = time.perf_counter()
         assert first is not None
-        return Run(first - start, (n - 1) / (last - first), n, "".join(pieces))
+        return Run(first - start, (n - 1) / (last - first), n, "".join(pieces), last - start)
 
     return run
 
@@ -178,14 +180,18 @@ def _table(peers: list[Peer], max_tokens: int, rounds: int) -> str:
     """Medians per peer, and the medians of each round's ratio to raw mlx-lm (paired, so that the load other
     processes put on the machine, which drifts between rounds, cancels out)."""
     raw = next(p for p in peers if p.name.startswith("raw"))
-    lines = ["| peer | decode tok/s | TTFT ms | decode vs raw (paired) | TTFT − raw ms (paired) | runs |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| peer | decode tok/s | TTFT ms | total s | decode vs raw (paired) | TTFT − raw ms (paired) "
+             "| total vs raw (paired) | runs |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for peer in peers:
         tps = statistics.median(r.decode_tps for r in peer.runs)
         ttft = statistics.median(r.ttft_s for r in peer.runs) * 1000
         ratio = statistics.median(r.decode_tps / b.decode_tps for r, b in zip(peer.runs, raw.runs))
         delta = statistics.median((r.ttft_s - b.ttft_s) * 1000 for r, b in zip(peer.runs, raw.runs))
-        lines.append(f"| {peer.name} | {tps:.2f} | {ttft:.0f} | {ratio:.1%} | {delta:+.0f} | {len(peer.runs)} |")
+        total = statistics.median(r.total_s for r in peer.runs)
+        total_ratio = statistics.median(r.total_s / b.total_s for r, b in zip(peer.runs, raw.runs))
+        lines.append(f"| {peer.name} | {tps:.2f} | {ttft:.0f} | {total:.2f} | {ratio:.1%} | {delta:+.0f} | "
+                     f"{total_ratio:.1%} | {len(peer.runs)} |")
     same = all(p.runs[i].text == raw.runs[i].text for p in peers for i in range(rounds))
     lines.append("")
     lines.append(f"{max_tokens} tokens per run, {rounds} interleaved rounds, medians; identical greedy text across "
@@ -239,7 +245,7 @@ def main() -> None:
     print(_table(peers, args.max_tokens, args.rounds))
     ordered = sorted(health)
     print(f"gateway /health while generating: {len(ordered)} probes, median {statistics.median(ordered):.1f} ms, "
-          f"p95 {ordered[int(0.95 * (len(ordered) - 1))]:.1f} ms, max {ordered[-1]:.1f} ms")
+          f"p95 {ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]:.1f} ms, max {ordered[-1]:.1f} ms")
 
 
 if __name__ == "__main__":
