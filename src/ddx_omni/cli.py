@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import socket
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.markup import escape
 
@@ -57,35 +53,7 @@ def serve(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None, 
                                 stt_engine=stt_engine)
     setup_logging(settings.server.log_level)
     app = create_app(settings)
-    server_config = uvicorn.Config(app, host=settings.server.host, port=settings.server.port, log_config=None,
-                                   log_level=settings.server.log_level, ws_max_size=16 * 1024 * 1024,
-                                   timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
-    GoingAwayServer(server_config, app).run()
-
-
-GRACEFUL_SHUTDOWN_S = 10  # in-flight requests get this long after SIGTERM (ddx-omni stop waits longer)
-GOING_AWAY_TIMEOUT_S = 5.0
-
-
-class GoingAwayServer(uvicorn.Server):
-    """uvicorn, but on SIGTERM the components with live sessions (`going_away()`) end them first.
-
-    uvicorn's own shutdown closes every open WebSocket with 1012 (service restart); a client of a stopping
-    server should get 1001 (going away) from the session itself, with its final frames where it has any.
-    """
-
-    def __init__(self, config: uvicorn.Config, app: Any) -> None:
-        super().__init__(config)
-        self.app = app
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        hooks = [component.going_away() for component in self.app.state.components.values()
-                 if callable(getattr(component, "going_away", None))]
-        try:
-            await asyncio.wait_for(asyncio.gather(*hooks, return_exceptions=True), GOING_AWAY_TIMEOUT_S)
-        except TimeoutError:
-            logging.getLogger("ddx_omni").warning("live sessions did not close within %s s", GOING_AWAY_TIMEOUT_S)
-        await super().shutdown(sockets)
+    lifecycle.run_server(app, settings.server.host, settings.server.port, settings.server.log_level)
 
 
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for /health (and the "
@@ -116,15 +84,16 @@ def _start_detached(config: Path | None, flags: dict[str, Any], host: str | None
     except LifecycleError as exc:
         raise _fail(exc) from None
     for note in result.notes:
-        console.print(f"[yellow]{note}[/yellow]")
+        console.print(note, style="yellow", markup=False)
     record = result.record
-    console.print(f"[green]ddx-omni is running[/green] — PID {record.pid}, ready in {result.elapsed_s:.1f} s")
-    console.print(f"  URL:          {record.url}   (welcome page: {record.url}/)")
-    console.print(f"  Health:       {result.health.get('status')}")
-    for problem in lifecycle.component_problems(result.health):
-        console.print(f"  Not ready:    {problem}", style="yellow", markup=False)
-    console.print(f"  Log:          {record.log}")
-    console.print("  Stop it with: ddx-omni stop")
+    console.print(f"ddx-omni is running — PID {record.pid}, ready in {result.elapsed_s:.1f} s", style="green",
+                  markup=False)
+    lines = [f"URL:          {record.url}   (welcome page: {record.url}/)",
+             f"Health:       {result.health.get('status')}"]
+    lines += [f"Not ready:    {problem}" for problem in lifecycle.component_problems(result.health)]
+    lines += [f"Log:          {record.log}", "Stop it with: ddx-omni stop"]
+    for line in lines:
+        console.print("  " + line, style="yellow" if line.startswith("Not ready") else None, markup=False)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -154,7 +123,7 @@ def stop(force: ForceOpt = False, timeout: StopTimeoutOpt = lifecycle.STOP_TIMEO
         raise _fail(exc) from None
     how = "gracefully" if result.graceful else ("killed (--force)" if force else
                                                 f"killed after {timeout:g} s without exiting")
-    console.print(f"ddx-omni stopped (PID {result.pid}, {how}, {result.elapsed_s:.1f} s).")
+    console.print(f"ddx-omni stopped (PID {result.pid}, {how}, {result.elapsed_s:.1f} s).", markup=False)
     if result.leftovers:
         console.print(f"Ended {result.leftovers} helper process(es) the server left running in its process group.",
                       style="yellow")
@@ -200,9 +169,9 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON 
         typer.echo(json.dumps(info, indent=2))
         raise typer.Exit(int(code))
     if info.get("stale_pid_file"):
-        console.print(f"[yellow]{info['stale_pid_file']}[/yellow]")
+        console.print(info["stale_pid_file"], style="yellow", markup=False)
     if not info["running"]:
-        console.print(f"ddx-omni is [bold]not running[/bold] (no PID file at {info['pid_file']}).")
+        console.print(f"ddx-omni is not running (no PID file at {info['pid_file']}).", markup=False)
         raise typer.Exit(int(code))
     colour = {"ok": "green", "loading": "yellow"}.get(str(info["health"]), "red")
     model = f"{info['model']} ({info['model_state']}, {info.get('llm_mode') or '?'} mode)" if info["model"] else "-"

@@ -5,14 +5,17 @@ records it in `$XDG_STATE_HOME/ddx-omni/server.pid` (the PID alone, so `kill $(c
 `server.json` beside it (host, port, the process's start time and the flags, for `status` and `restart`).
 A recorded PID is trusted only while the process it names is still ours: same start time and a command
 line that runs `ddx_omni.cli serve`. Anything else is a stale record, reported and removed, never signalled.
+The server process itself runs `run_server`: uvicorn whose SIGTERM shutdown first ends live sessions (1001).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import fcntl
 import json
+import logging
 import os
 import signal
 import socket
@@ -28,12 +31,14 @@ from typing import Any
 
 import httpx
 import psutil
+import uvicorn
 
 from .core.settings import state_dir
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0  # above serve's 10 s graceful window, so a graceful stop is not cut short
 KILL_WAIT_S = 5.0
+GROUP_GRACE_S = 1.0  # after the server exits, its helpers get this long to follow before they are signalled
 LOG_ROTATE_BYTES = 10 * 1024 * 1024
 
 
@@ -470,6 +475,9 @@ def group_members(pgid: int) -> list[psutil.Process]:
 def end_group(pgid: int) -> int:
     """End what the server left behind in its group (workers that outlived it): SIGTERM, then SIGKILL."""
     left = group_members(pgid)
+    if not left or _wait_exit(left, GROUP_GRACE_S):  # helpers that exit on their own, as they should
+        return 0
+    left = [proc for proc in left if not _has_exited(proc)]
     for proc in left:
         with contextlib.suppress(psutil.Error):
             proc.terminate()
@@ -587,3 +595,65 @@ def status(health_timeout: float = 3.0) -> tuple[ExitCode, dict[str, Any]]:
                 components={name: comp.get("state") for name, comp in components.items() if isinstance(comp, dict)},
                 problems=component_problems(health))
     return ExitCode.OK, info
+
+
+# --- the server process itself ----------------------------------------------------------------------------
+
+GRACEFUL_SHUTDOWN_S = 10  # in-flight requests get this long after SIGTERM (ddx-omni stop waits longer)
+GOING_AWAY_TIMEOUT_S = 5.0
+
+
+class GoingAwayServer(uvicorn.Server):
+    """uvicorn, but on SIGTERM the components with live sessions (`going_away()`) end them first.
+
+    uvicorn's own shutdown closes every open WebSocket with 1012 (service restart); a client of a stopping
+    server should get 1001 (going away) from the session itself, with its final frames where it has any.
+    """
+
+    def __init__(self, config: uvicorn.Config, app: Any) -> None:
+        super().__init__(config)
+        self.app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        hooks = [component.going_away() for component in self.app.state.components.values()
+                 if callable(getattr(component, "going_away", None))]
+        try:
+            await asyncio.wait_for(asyncio.gather(*hooks, return_exceptions=True), GOING_AWAY_TIMEOUT_S)
+        except TimeoutError:
+            logging.getLogger("ddx_omni").warning("live sessions did not close within %s s", GOING_AWAY_TIMEOUT_S)
+        await super().shutdown(sockets)  # drains requests, then stops the components
+        # Helper processes a component left running (a decoder pool…) would outlive us as orphans holding our
+        # stdout; uvicorn re-raises SIGTERM right after this, so this is the last moment to end them.
+        await asyncio.to_thread(end_children)
+
+
+def _is_resource_tracker(proc: psutil.Process) -> bool:
+    try:
+        return "multiprocessing.resource_tracker" in " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+
+
+def end_children() -> int:
+    """End this process's remaining child processes: SIGTERM, then SIGKILL. Returns how many there were.
+
+    multiprocessing's resource tracker is left alone: it ignores SIGTERM by design, exits by itself once this
+    process has, and on the way removes the semaphores the workers left in /dev/shm."""
+    children = [c for c in psutil.Process().children(recursive=True) if not _is_resource_tracker(c)]
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.terminate()
+    if children and not _wait_exit(children, KILL_WAIT_S):
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+    if children:
+        logging.getLogger("ddx_omni").info("ended %d helper process(es) left running at shutdown", len(children))
+    return len(children)
+
+
+def run_server(app: Any, host: str, port: int, log_level: str) -> None:
+    """What `serve` (and so the detached server) runs: uvicorn with the going-away shutdown."""
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, log_level=log_level,
+                            ws_max_size=16 * 1024 * 1024, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+    GoingAwayServer(config, app).run()
