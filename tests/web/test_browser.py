@@ -220,6 +220,7 @@ def test_server_errors_show_their_code_and_message(driver: Any, server: str) -> 
     driver.find_element("id", "chat-send").click()
     wait_until(driver, lambda b: b.find_element("id", "chat-error").is_displayed())
     assert text_of(driver, "chat-error").startswith("401 unauthorized: Invalid API key")
+    assert "request id " in text_of(driver, "chat-error")  # to find it in the server log
     driver.find_element("id", "stt-file").send_keys(str(FIXTURES / "audio" / "pizza.wav"))
     wait_until(driver, lambda b: b.find_element("id", "stt-error").is_displayed())  # the socket is refused (403)
     assert text_of(driver, "stt-error").startswith("ws_1006: the server refused the speech socket")

@@ -53,7 +53,9 @@
   async function failureFrom(response) {
     let body = null;
     try { body = await response.json(); } catch (_) { /* not JSON: fall back to the status text */ }
-    return failureFromBody(response.status, body, response.statusText || 'request failed');
+    const failure = failureFromBody(response.status, body, response.statusText || 'request failed');
+    failure.requestId = response.headers.get('x-request-id'); // to find the request in the server log
+    return failure;
   }
 
   async function api(path, options) {
@@ -72,6 +74,7 @@
       if (err.detail !== undefined && err.detail !== null) {
         text += '\n' + (typeof err.detail === 'string' ? err.detail : JSON.stringify(err.detail));
       }
+      if (err.requestId) text += '\nrequest id ' + err.requestId;
       return text;
     }
     return 'Network error: ' + (err && err.message ? err.message : String(err)) + ' (is the server running?)';
