@@ -83,6 +83,10 @@ def _start_detached(config: Path | None, flags: dict[str, Any], host: str | None
                                      progress=lambda line: spinner.update(line))
     except LifecycleError as exc:
         raise _fail(exc) from None
+    except KeyboardInterrupt:
+        err_console.print("Interrupted while waiting: the server keeps starting in the background.\n"
+                          "See it: ddx-omni status    Abandon it: ddx-omni stop", markup=False)
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     for note in result.notes:
         console.print(note, style="yellow", markup=False)
     record = result.record

@@ -51,6 +51,7 @@ class ExitCode(IntEnum):
     NOT_RUNNING = 3  # stop/status found no server of ours (as LSB `status` does)
     START_TIMEOUT = 4  # the server did not become ready within --timeout
     PORT_IN_USE = 5  # the port (or address) cannot be bound
+    INTERRUPTED = 130  # Ctrl-C while start waited (the shell's convention for SIGINT)
 
 
 EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
@@ -60,6 +61,7 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.NOT_RUNNING: "no server of ours is running (a stale PID file is cleaned on the way)",
     ExitCode.START_TIMEOUT: "the server did not become ready within --timeout",
     ExitCode.PORT_IN_USE: "the port or address cannot be bound",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C) while start waited; the server keeps starting",
 }
 
 
