@@ -257,3 +257,13 @@ def test_stop_ends_live_speech_sessions_with_1001(cli: Cli) -> None:
     assert close_code == 1001  # going away, from the session, not uvicorn's blanket 1012
     assert stopped.returncode == ExitCode.OK and "gracefully" in stopped.stdout
     assert group_members(pid) == []  # nothing the server started (decoder workers…) outlives it
+
+
+def test_status_points_out_a_foreground_server_it_does_not_manage(cli: Cli, server_factory: Callable[..., str]) -> None:
+    url = server_factory()
+    cli.env["DDX_SERVER__PORT"] = url.rsplit(":", 1)[1]  # where the settings say the server listens
+    result = cli("status")
+    assert result.returncode == ExitCode.NOT_RUNNING
+    assert f"not started by `ddx-omni start` answers at {url}" in result.stdout
+    info = json.loads(cli("status", "--json").stdout)
+    assert info["running"] is False and info["unmanaged"]["url"] == url

@@ -165,10 +165,19 @@ def _duration(seconds: float | None) -> str:
     return " ".join(parts + [f"{secs} s"]) if not days else " ".join(parts)
 
 
+def _configured_url() -> str | None:
+    """Where the settings (env, ./config.toml…) say a server listens; None when they do not resolve."""
+    try:
+        settings = load_settings()
+    except SettingsError:
+        return None
+    return lifecycle.base_url(settings.server.host, settings.server.port)
+
+
 @app.command(epilog=EXIT_CODES_HELP)
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False) -> None:
     """Show whether the background server runs: PID, URL, uptime, health, model, STT engine."""
-    code, info = lifecycle.status()
+    code, info = lifecycle.status(configured_url=_configured_url())
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         raise typer.Exit(int(code))
@@ -176,6 +185,10 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON 
         console.print(info["stale_pid_file"], style="yellow", markup=False)
     if not info["running"]:
         console.print(f"ddx-omni is not running (no PID file at {info['pid_file']}).", markup=False)
+        if info.get("unmanaged"):
+            console.print(f"But a ddx-omni server not started by `ddx-omni start` answers at {info['unmanaged']['url']} "
+                          f"(health {info['unmanaged']['health']}): started with `ddx-omni serve`? Stop it where it "
+                          f"runs (Ctrl-C).", style="yellow", markup=False)
         raise typer.Exit(int(code))
     colour = {"ok": "green", "loading": "yellow"}.get(str(info["health"]), "red")
     model = f"{info['model']} ({info['model_state']}, {info.get('llm_mode') or '?'} mode)" if info["model"] else "-"

@@ -571,8 +571,11 @@ def not_running() -> LifecycleError:
 
 # --- status --------------------------------------------------------------------------------------------
 
-def status(health_timeout: float = 3.0) -> tuple[ExitCode, dict[str, Any]]:
-    """Everything `ddx-omni status` shows, as one JSON-ready dict, and the exit code it implies."""
+def status(health_timeout: float = 3.0, configured_url: str | None = None) -> tuple[ExitCode, dict[str, Any]]:
+    """Everything `ddx-omni status` shows, as one JSON-ready dict, and the exit code it implies.
+
+    With no server of ours, `configured_url` (where the settings say a server would listen) is probed, so that
+    a server run in the foreground (`ddx-omni serve`, `make run`) is pointed out rather than missed."""
     info: dict[str, Any] = {"running": False, "pid": None, "host": None, "port": None, "url": None,
                             "uptime_s": None, "health": None, "model": None, "model_state": None,
                             "stt_engine": None, "pid_file": str(pid_path()), "log_file": str(log_path())}
@@ -581,6 +584,10 @@ def status(health_timeout: float = 3.0) -> tuple[ExitCode, dict[str, Any]]:
         info["stale_pid_file"] = stale
     record = read_record()
     if record is None:
+        unmanaged = fetch_health(configured_url, timeout=1.0) if configured_url else None
+        if unmanaged is not None:
+            info["unmanaged"] = {"url": configured_url, "health": unmanaged.get("status"),
+                                 "version": unmanaged.get("version")}
         return ExitCode.NOT_RUNNING, info
     proc, _ = live_process(record)
     info.update(running=True, pid=record.pid, host=record.host, port=record.port, url=record.url,
