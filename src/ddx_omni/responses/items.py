@@ -108,7 +108,10 @@ def _function_call_output(item: dict[str, Any], where: str) -> dict[str, Any]:
 # ---- items → chat messages ----------------------------------------------------------------------------
 
 def _text_of(item: dict[str, Any]) -> str:
-    return "".join(part.get("text", "") for part in item.get("content", []))
+    parts = item.get("content") or []
+    if len(parts) == 1:  # the common case, on the per-item path of every history replay
+        return parts[0].get("text", "")
+    return "".join(part.get("text", "") for part in parts)
 
 
 def to_chat_messages(items: list[dict[str, Any]], instructions: str | None) -> list[dict[str, Any]]:

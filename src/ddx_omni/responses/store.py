@@ -168,13 +168,13 @@ class Store:
         rid = response["id"]
         statements: list[tuple[str, Any, bool]] = []
         if store_response:
-            statements += [
+            statements.append(
                 ("INSERT OR REPLACE INTO responses (id, previous_response_id, conversation_id, status, background,"
                  " created_at, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
                  (rid, response.get("previous_response_id"), conversation_id, response["status"],
-                  int(bool(response.get("background"))), response["created_at"], _dump(response)), False),
-                ("DELETE FROM items WHERE response_id = ?", (rid,), False),
-            ]
+                  int(bool(response.get("background"))), response["created_at"], _dump(response)), False))
+            if response.get("background"):  # only a background response is saved twice (queued, then final)
+                statements.append(("DELETE FROM items WHERE response_id = ?", (rid,), False))
         positions = {INPUT: 0, OUTPUT: 0}
         rows = []
         for item in items:

@@ -118,7 +118,9 @@ class Turn:
                 if delta.finish_reason:
                     self.out.finish_reason = delta.finish_reason
         finally:
-            await stream.aclose()  # stops the engine when we leave early (cancel, disconnect)
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()  # stops the engine when we leave early (cancel, disconnect)
 
     def _on_text(self, text: str) -> None:
         out = self.out
