@@ -7,8 +7,8 @@ The audio is the committed espeak-ng fixtures joined by 1 s pauses (three uttera
 - Latency, through a live server with the audio paced at real time in 64 ms frames:
   end of speech → its speech_final Results (includes the endpointing pause, 300 ms by default), and
   CloseStream sent right after the last word → the final Results.
-- Concurrency: the most sessions, all paced at real time, for which every final arrives within 1 s of
-  CloseStream and every speech_final within 2 s of its end of speech.
+- Concurrency: the most sessions, all paced at real time, that end without a backlog: every final after
+  CloseStream arrives within 1 s.
 Runs are interleaved across engines; figures are medians. A parakeet model with random weights
 (scripts/make_parakeet_model.py --size 0.6b) has the real model's compute cost, not its words.
 """
@@ -23,8 +23,8 @@ import os
 import platform
 import socket
 import statistics
+import subprocess
 import sys
-import threading
 import time
 import wave
 from collections.abc import Iterator
@@ -33,13 +33,11 @@ from typing import Any
 
 import httpx
 import numpy as np
-import uvicorn
 import websockets
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from ddx_omni.app import create_app  # noqa: E402
 from ddx_omni.core.settings import load_settings  # noqa: E402
 
 AUDIO = REPO / "tests" / "fixtures" / "audio"
@@ -97,23 +95,30 @@ def rtf(engine: Any, settings: Any, audio: bytes) -> float:
 
 @contextlib.contextmanager
 def server(overrides: dict[str, Any], tmp: Path) -> Iterator[str]:
-    settings = load_settings(tmp / "none.toml", {"responses.db_path": str(tmp / "r.db"), **overrides}, environ={})
+    """`ddx-omni serve` in its own process, so that the clients here do not share its GIL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="error",
-                                        ws_max_size=16 * 1024 * 1024))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    while not srv.started:
-        time.sleep(0.05)
-    while httpx.get(f"http://127.0.0.1:{port}/health", timeout=30).json()["components"]["stt"]["state"] == "loading":
-        time.sleep(0.5)  # the engine loads after the server starts
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DDX_")}
+    env.update({f"DDX_{k.split('.')[0].upper()}__{k.split('.')[1].upper()}": str(v) for k, v in overrides.items()})
+    env["DDX_RESPONSES__DB_PATH"] = str(tmp / "r.db")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "ddx-omni"), "serve", "--config",
+                             str(tmp / "none.toml"), "--port", str(port), "--log-level", "warning"], env=env, cwd=tmp)
     try:
+        while True:  # the engine loads after the server starts
+            try:
+                state = httpx.get(f"http://127.0.0.1:{port}/health", timeout=30).json()["components"]["stt"]["state"]
+                if state != "loading":
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError("the server exited")
+            time.sleep(0.5)
         yield f"ws://127.0.0.1:{port}/v1/listen"
     finally:
-        srv.should_exit = True
-        thread.join(30)
+        proc.terminate()
+        proc.wait(30)
 
 
 async def paced_session(url: str, audio: bytes, ends: list[float]) -> dict[str, Any]:
@@ -150,9 +155,11 @@ async def paced_session(url: str, audio: bytes, ends: list[float]) -> dict[str, 
     return {"speech_final": lat, "close": close_latency}
 
 
-async def concurrent(url: str, audio: bytes, ends: list[float], n: int) -> bool:
-    results = await asyncio.gather(*(paced_session(url, audio, ends[:-1]) for _ in range(n)))
-    return all(r["close"] <= 1.0 and all(x <= 2.0 for x in r["speech_final"]) for r in results)
+async def concurrent(url: str, audio: bytes, ends: list[float], n: int) -> tuple[bool, float]:
+    """Held at real time: no session has a backlog at the end (its final within 1 s of CloseStream)."""
+    results = await asyncio.gather(*(paced_session(url, audio, ends) for _ in range(n)))
+    worst = max(r["close"] for r in results)
+    return worst <= 1.0, worst
 
 
 def med(values: list[float]) -> float:
@@ -204,8 +211,9 @@ def main() -> None:
                 continue
             held = 0
             for n in (p for p in PROBES if p <= args.max_streams):
-                ok = asyncio.run(concurrent(url, audio, ends, n))
-                print(f"{engine}: {n} concurrent streams {'held' if ok else 'fell behind'}", flush=True)
+                ok, worst = asyncio.run(concurrent(url, audio, ends, n))
+                print(f"{engine}: {n} concurrent streams {'held' if ok else 'fell behind'} "
+                      f"(slowest final after CloseStream {worst:.3f} s)", flush=True)
                 if not ok:
                     break
                 held = n
