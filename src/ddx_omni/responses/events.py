@@ -10,39 +10,43 @@ DONE = b"data: [DONE]\n\n"
 
 
 class EventLog:
-    """Numbers events in the order they happen; `on_event` (if set) receives each one as it is made."""
+    """Numbers events in the order they happen and hands each to the listeners (an SSE stream's queue).
+    Without listeners (a plain JSON request) nothing is built: snapshots of the response are not free."""
 
     def __init__(self) -> None:
         self.sequence = 0
         self.listeners: list[Any] = []
 
-    def emit(self, event_type: str, **fields: Any) -> dict[str, Any]:
-        event = {"type": event_type, "sequence_number": self.sequence, **fields}
+    def emit(self, event_type: str, **fields: Any) -> None:
+        if self.listeners:
+            event = {"type": event_type, "sequence_number": self.sequence, **fields}
+            for listener in self.listeners:
+                listener(event)
         self.sequence += 1
-        for listener in self.listeners:
-            listener(event)
-        return event
+
+    def _snapshot(self, value: dict[str, Any]) -> dict[str, Any]:
+        # the live dict keeps changing after the event has been queued
+        return copy.deepcopy(value) if self.listeners else value
 
     # --- the lifecycle --------------------------------------------------------------------------------
-    def response(self, event_type: str, response: dict[str, Any]) -> dict[str, Any]:
-        # a snapshot: the live dict keeps changing after the event has been queued
-        return self.emit(event_type, response=copy.deepcopy(response))
+    def response(self, event_type: str, response: dict[str, Any]) -> None:
+        self.emit(event_type, response=self._snapshot(response))
 
-    def item_added(self, index: int, item: dict[str, Any]) -> dict[str, Any]:
-        return self.emit("response.output_item.added", output_index=index, item=copy.deepcopy(item))
+    def item_added(self, index: int, item: dict[str, Any]) -> None:
+        self.emit("response.output_item.added", output_index=index, item=self._snapshot(item))
 
-    def item_done(self, index: int, item: dict[str, Any]) -> dict[str, Any]:
-        return self.emit("response.output_item.done", output_index=index, item=copy.deepcopy(item))
+    def item_done(self, index: int, item: dict[str, Any]) -> None:
+        self.emit("response.output_item.done", output_index=index, item=self._snapshot(item))
 
-    def part(self, event_type: str, index: int, item_id: str, part: dict[str, Any]) -> dict[str, Any]:
-        return self.emit(event_type, item_id=item_id, output_index=index, content_index=0, part=dict(part))
+    def part(self, event_type: str, index: int, item_id: str, part: dict[str, Any]) -> None:
+        self.emit(event_type, item_id=item_id, output_index=index, content_index=0, part=dict(part))
 
-    def text_delta(self, index: int, item_id: str, delta: str) -> dict[str, Any]:
-        return self.emit("response.output_text.delta", item_id=item_id, output_index=index, content_index=0,
+    def text_delta(self, index: int, item_id: str, delta: str) -> None:
+        self.emit("response.output_text.delta", item_id=item_id, output_index=index, content_index=0,
                          delta=delta, logprobs=[])
 
-    def text_done(self, index: int, item_id: str, text: str) -> dict[str, Any]:
-        return self.emit("response.output_text.done", item_id=item_id, output_index=index, content_index=0,
+    def text_done(self, index: int, item_id: str, text: str) -> None:
+        self.emit("response.output_text.done", item_id=item_id, output_index=index, content_index=0,
                          text=text, logprobs=[])
 
     def arguments(self, index: int, item_id: str, arguments: str) -> None:
@@ -50,9 +54,9 @@ class EventLog:
         self.emit("response.function_call_arguments.delta", item_id=item_id, output_index=index, delta=arguments)
         self.emit("response.function_call_arguments.done", item_id=item_id, output_index=index, arguments=arguments)
 
-    def error(self, code: str, message: str, param: str | None = None) -> dict[str, Any]:
+    def error(self, code: str, message: str, param: str | None = None) -> None:
         # flat on purpose: the SDK raises on any payload with a top-level `error` key
-        return self.emit("error", code=code, message=message, param=param)
+        self.emit("error", code=code, message=message, param=param)
 
 
 def encode(event: dict[str, Any]) -> bytes:
