@@ -6,7 +6,7 @@
 Two real servers (`ddx-omni serve --mock`, subprocesses) on two fresh databases: one empty, one seeded with
 `--unrelated` responses (written through the same Store code the server uses). On each, chains of depth
 1, 10, 100 and 1000 are built through the API; then every round times one turn on top of each chain tip
-(a new branch, so the depth stays put), interleaving configurations so that drift hits them all alike.
+(a new branch, so the depth stays put), in a shuffled order per round so that drift hits them all alike.
 
 The client is a minimal keep-alive HTTP/1.1 client on asyncio streams: on a 2-core machine httpx's own CPU
 cost at 100 connections dominated what was measured. The server's `Server-Timing` header splits each turn
@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import signal
 import socket
 import statistics
@@ -130,11 +131,13 @@ async def measure(rounds: int, servers: dict[str, str], tips: dict[tuple[str, in
                   ) -> dict[tuple[str, int], list[Sample]]:
     samples: dict[tuple[str, int], list[Sample]] = {key: [] for key in tips}
     conns = {name: Connection(url) for name, url in servers.items()}
+    shuffle = random.Random(0)
     try:
         for key in tips:  # warm-up: one untimed turn each
             await turn(conns[key[0]], tips[key], "warm-up")
         for r in range(rounds):
-            order = list(tips) if r % 2 == 0 else list(reversed(list(tips)))
+            order = list(tips)
+            shuffle.shuffle(order)  # a fresh order each round: no configuration always follows a heavy one
             for key in order:
                 start = time.perf_counter()
                 _, engine_ms = await turn(conns[key[0]], tips[key], f"measured turn {r}")
