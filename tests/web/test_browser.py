@@ -85,6 +85,9 @@ def text_of(browser: Any, element_id: str) -> str:
 
 
 def open_page(browser: Any, url: str, key: str | None = KEY) -> None:
+    # the previous test's page may have polled its stopped server: leave it, and forget what it logged
+    browser.get("about:blank")
+    console_errors(browser)
     browser.get(f"{url}/")
     wait_until(browser, lambda b: b.find_element("id", "status-badge").get_attribute("data-status") != "unknown")
     if key:
@@ -108,7 +111,6 @@ def server(server_factory: Callable[..., str]) -> str:
 def test_status_and_models_without_console_errors(driver: Any, server: str) -> None:
     import httpx
 
-    console_errors(driver)
     open_page(driver, server)
     health = httpx.get(f"{server}/health", timeout=10).json()
     assert driver.find_element("id", "status-badge").text == health["status"]
