@@ -52,6 +52,12 @@ class _Decoded:
     decode_s: float = 0.0
 
 
+def _merge(first: ChatDelta, second: ChatDelta) -> ChatDelta:
+    return ChatDelta(text=first.text + second.text, tool_calls=first.tool_calls + second.tool_calls,
+                     logprobs=(first.logprobs or []) + (second.logprobs or []) or None,
+                     finish_reason=second.finish_reason, usage=second.usage)
+
+
 def _text_of(content: Any) -> str:
     if isinstance(content, list):
         return "".join(part.get("text", "") for part in content if isinstance(part, dict))
@@ -165,13 +171,19 @@ class MlxEngine:
         self._idle.clear()
         loop.run_in_executor(self._executor, self._run, job)
         try:
-            while True:
-                item = await queue.get()
-                if item is _END:
-                    return
+            item = await queue.get()
+            while item is not _END:
                 if isinstance(item, BaseException):
                     raise item
+                following = None
+                # Deltas that piled up while the consumer was busy go out as one: fewer, larger chunks.
+                while not item.finish_reason and not queue.empty():
+                    following = queue.get_nowait()
+                    if not isinstance(following, ChatDelta):
+                        break  # an end or an error: handled after this delta
+                    item, following = _merge(item, following), None
                 yield item
+                item = following if following is not None else await queue.get()
         finally:
             job.cancel.set()  # a consumer that went away stops the worker at its next token
             self._jobs.discard(job)
