@@ -201,10 +201,15 @@ def test_port_in_use_names_the_port_and_the_fix(cli: Cli) -> None:
     assert not cli.pid_file.exists() and not (cli.state / "ddx-omni" / "logs").exists()  # nothing was spawned
 
 
-def test_start_timeout_stops_the_unready_server(cli: Cli) -> None:
-    result = cli("start", "--timeout", "0.1")
+def test_start_timeout_stops_the_unready_server(cli: Cli, tmp_path: Path) -> None:
+    # a server that hangs before it serves: the spawned `serve` sleeps in sitecustomize (the CLI itself does not)
+    hook = tmp_path / "hang"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text("import sys, time\nif 'serve' in sys.orig_argv:\n    time.sleep(60)\n")
+    cli.env["PYTHONPATH"] = str(hook)
+    result = cli("start", "--timeout", "1")
     assert result.returncode == ExitCode.START_TIMEOUT
-    assert "did not answer /health within 0.1 s" in result.stderr and "--timeout" in result.stderr
+    assert "did not answer /health within 1 s" in result.stderr and "--timeout" in result.stderr
     assert not cli.pid_file.exists()
     spawned = [p for p in psutil.process_iter(["cmdline"]) if str(cli.port) in " ".join(p.info["cmdline"] or [])
                and "ddx_omni.cli" in (p.info["cmdline"] or [])]
