@@ -32,7 +32,7 @@ def test_chain_prompt_grows_and_equals_the_explicit_history(server_factory: Any,
 
     # the same conversation sent in full, statelessly, costs exactly the same prompt
     history: list[dict[str, Any]] = []
-    for text, response in zip(turns[:2], chain[:2]):
+    for text, response in zip(turns[:2], chain[:2], strict=True):
         history += [{"role": "user", "content": text}, {"role": "assistant", "content": response.output_text}]
     explicit = client.responses.create(model=model, input=[*history, {"role": "user", "content": turns[2]}],
                                        max_output_tokens=1, store=False)

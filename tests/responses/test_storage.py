@@ -49,7 +49,7 @@ def test_retrieve_delete_and_input_items_paging(serve: Any) -> None:
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(response.id)
     with pytest.raises(openai.NotFoundError):
-        client.responses.input_items.list(response.id).data
+        client.responses.input_items.list(response.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.delete(response.id)
 
