@@ -219,3 +219,16 @@ def test_server_timing_separates_engine_and_gateway_time(serve: Any) -> None:
     timing = dict(part.strip().split(";dur=") for part in answer.headers["server-timing"].split(","))
     assert float(timing["engine"]) >= 4 * 20  # four pieces, 20 ms each, all inside the engine
     assert float(timing["gateway"]) >= 0
+
+
+def test_input_tokens_counts_the_prompt_a_response_would_have(serve: Any) -> None:
+    engine = ScriptedEngine()
+    client = sdk(serve(engine))
+    first = client.responses.create(model="m", input="one two three")
+    counted = client.responses.input_tokens.count(model="m", input="four", previous_response_id=first.id,
+                                                  instructions="be kind")
+    assert counted.object == "response.input_tokens"
+    second = client.responses.create(model="m", input="four", previous_response_id=first.id, instructions="be kind")
+    assert counted.input_tokens == second.usage.input_tokens  # the same prompt as the real turn
+    assert len(engine.prompts) == 2  # counting generated nothing
+    assert len(list(client.responses.input_items.list(second.id))) == 1

@@ -38,6 +38,11 @@ async def create_response(body: CreateResponseRequest, request: Request) -> Any:
     return JSONResponse(created.body, headers=headers)
 
 
+@router.post("/responses/input_tokens", summary="Count the input tokens a response would have")
+async def count_input_tokens(body: CreateResponseRequest, request: Request) -> dict[str, Any]:
+    return await _service(request).count_input_tokens(body)
+
+
 @router.get("/responses/{response_id}", summary="Retrieve a stored response")
 async def get_response(response_id: str, request: Request) -> dict[str, Any]:
     return await _service(request).get(response_id)

@@ -145,6 +145,17 @@ class ResponsesService:
         return TurnPlan(response=response, input_items=input_items, params=params, engine=engine, store=store,
                         conversation_id=conversation_id, prompt_tokens=prompt_tokens, engine_s=engine_s)
 
+    async def count_input_tokens(self, request: CreateResponseRequest) -> dict[str, Any]:
+        """The prompt a response with these settings would have, counted by the engine; nothing is stored."""
+        if request.conversation_id and request.previous_response_id:
+            raise bad_request("previous_response_id and conversation cannot be used together", "conversation")
+        _, chat_tools = it.function_tools(request.tools)
+        history = await self._history(request.previous_response_id, request.conversation_id)
+        items = history + await it.normalize_input(request.input, self.store.find_item)
+        engine = await self.llm.engine(request.model)
+        params = ChatParams(messages=it.to_chat_messages(items, request.instructions), tools=chat_tools)
+        return {"object": "response.input_tokens", "input_tokens": await engine.count_prompt_tokens(params)}
+
     async def _history(self, previous_id: str | None, conversation_id: str | None) -> list[dict[str, Any]]:
         if previous_id:
             previous = self.turns.get(previous_id)
