@@ -119,7 +119,7 @@ def test_mock_mode_answers_with_a_function_call(server_factory: Any) -> None:
 
 def test_settings_reach_the_engine_and_are_echoed(serve: Any) -> None:
     engine = ScriptedEngine()
-    client = sdk(serve(engine))
+    client = sdk(serve(engine, {"llm.default_temperature": 0.6}))
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
     response = client.responses.create(
         model="m", input="x", temperature=0.3, top_p=0.9, max_output_tokens=50, tools=[WEATHER_TOOL],
@@ -134,8 +134,10 @@ def test_settings_reach_the_engine_and_are_echoed(serve: Any) -> None:
     assert (response.temperature, response.top_p, response.max_output_tokens) == (0.3, 0.9, 50)
     assert response.parallel_tool_calls is False and response.user == "u1" and response.metadata == {"k": "v"}
     assert response.text.format.type == "json_schema"
-    client.responses.create(model="m", input="x", text={"format": {"type": "json_object"}})
+    plain = client.responses.create(model="m", input="x", text={"format": {"type": "json_object"}})
     assert engine.params[1].response_format == {"type": "json_object"}
+    assert plain.temperature == engine.params[1].temperature == 0.6  # [llm].default_temperature
+    assert plain.top_p == engine.params[1].top_p == 1.0
 
 
 def test_max_output_tokens_makes_the_response_incomplete(serve: Any) -> None:

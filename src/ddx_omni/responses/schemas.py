@@ -132,7 +132,7 @@ def usage_object(input_tokens: int, output_tokens: int, cached_tokens: int = 0) 
 
 def response_object(request: CreateResponseRequest, *, response_id: str, model: str, created_at: float,
                     status: str, tools: list[dict[str, Any]], metadata: dict[str, str],
-                    conversation_id: str | None) -> dict[str, Any]:
+                    conversation_id: str | None, default_temperature: float = 1.0) -> dict[str, Any]:
     """The response as first announced (no output yet); `finish_response` fills in the outcome."""
     return {
         "id": response_id,
@@ -159,7 +159,7 @@ def response_object(request: CreateResponseRequest, *, response_id: str, model: 
         "safety_identifier": request.safety_identifier,
         "service_tier": "default",
         "store": True if request.store is None else request.store,
-        "temperature": 1.0 if request.temperature is None else request.temperature,
+        "temperature": default_temperature if request.temperature is None else request.temperature,
         "text": text_config(request.text),
         "tool_choice": request.tool_choice if request.tool_choice is not None else "auto",
         "tools": tools,

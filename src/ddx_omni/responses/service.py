@@ -124,7 +124,8 @@ class ResponsesService:
         response = response_object(request, response_id=new_id("resp"), model=request.model or "",
                                    created_at=time.time(),
                                    status="queued" if request.background else "in_progress", tools=echo_tools,
-                                   metadata=metadata, conversation_id=conversation_id)
+                                   metadata=metadata, conversation_id=conversation_id,
+                                   default_temperature=self.settings.llm.default_temperature)
         fmt = it.response_format(response["text"]["format"])
 
         history = await self._history(request.previous_response_id, conversation_id)
