@@ -2,8 +2,8 @@
 
 No network: the tokenizer is trained here with the `tokenizers` library on a built-in corpus, the weights are
 random. Presets: `tiny` (2 layers, 64 wide; builds in about a second; for tests), `tool` (the tiny model with its
-weights scripted so that greedy decoding answers every prompt with one `get_weather` tool call, for end-to-end
-tool-call tests), and `bench` (Qwen3-0.6B-shaped, float32; for benchmarks — the text it writes is gibberish, the
+weights scripted so that greedy decoding answers every prompt with a short <think> reasoning and then one
+`get_weather` tool call, for end-to-end tool-call and reasoning tests), and `bench` (Qwen3-0.6B-shaped, float32; for benchmarks — the text it writes is gibberish, the
 speed is real).
 
     python scripts/make_model.py OUT_DIR [--preset tiny|bench] [--seed 0]
@@ -20,6 +20,8 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool_call>", 
 EOS_TOKEN = "<|im_end|>"
 # No spaces: an added token's text must decode through the byte-level map unchanged.
 SCRIPTED_CALL = '{"name":"get_weather","arguments":{"city":"Berlin"}}'
+SCRIPTED_THOUGHT = "The_user_asks_for_the_weather:_call_get_weather."
+THINK_TOKENS = ["<think>", "</think>"]
 
 # Qwen2.5-style template: tools in the system turn, calls as <tool_call>{json}</tool_call> (mlx-lm's json_tools).
 CHAT_TEMPLATE = """
@@ -145,7 +147,8 @@ def build_model(out_dir: str | Path, preset: str = "tiny", seed: int = 0) -> Pat
     out.mkdir(parents=True, exist_ok=True)
     tok = _train_tokenizer(spec.pop("tokenizer_vocab"), spec["vocab_size"])
     if preset == "tool":
-        tok.add_tokens([SCRIPTED_CALL])  # the whole call as one token, so that a bigram chain can write it
+        tok.add_special_tokens(THINK_TOKENS)  # mlx-lm sees a thinking model
+        tok.add_tokens([SCRIPTED_THOUGHT, SCRIPTED_CALL])  # each one token, so that a bigram chain can write it
     eos_id = _save_tokenizer(tok, out)
     spec["vocab_size"] = spec["vocab_size"] or tok.get_vocab_size()
     config = {"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "rms_norm_eps": 1e-6,
@@ -154,7 +157,8 @@ def build_model(out_dir: str | Path, preset: str = "tiny", seed: int = 0) -> Pat
     mx.random.seed(seed)
     model = qwen3.Model(qwen3.ModelArgs.from_dict(config))
     if preset == "tool":
-        chain = ["\n", "<tool_call>", SCRIPTED_CALL, "</tool_call>", EOS_TOKEN]
+        chain = ["\n", *THINK_TOKENS[:1], SCRIPTED_THOUGHT, THINK_TOKENS[1], "<tool_call>", SCRIPTED_CALL,
+                 "</tool_call>", EOS_TOKEN]
         _script_bigrams(model, [tok.encode(t, add_special_tokens=False).ids for t in chain])
     weights = {name: value.astype(mx.float32) for name, value in tree_flatten(model.parameters())}
     mx.save_safetensors(str(out / "model.safetensors"), weights, metadata={"format": "mlx"})

@@ -101,3 +101,29 @@ def test_calls_not_asked_for_are_dropped_with_their_markup() -> None:
 def test_a_reopened_tag_inside_a_call_does_not_leak() -> None:
     text, calls, _ = run(json_parser(), ['<tool_call>\n<tool_call>{"name": "get_weather", "arguments": {}}</tool_call>'])
     assert text == "" and [c.name for c in calls] == ["get_weather"]
+
+
+QWEN3_THINKING_OUTPUT = ("<think>\nThe user wants the weather. I should call get_weather.\n</think>\n\n"
+                         '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Berlin"}}\n</tool_call>')
+
+
+@pytest.mark.parametrize("size", [1, 4, 1000])
+def test_reasoning_is_kept_apart_from_content_and_calls(size: int) -> None:
+    parser = OutputParser(["STOP"], json_tools.tool_call_start, json_tools.tool_call_end, json_tools.parse_tool_call,
+                          WEATHER_TOOLS, think=("<think>", "</think>"))
+    reasoning, text, calls = "", "", []
+    for i in range(0, len(QWEN3_THINKING_OUTPUT), size):
+        piece = parser.feed(QWEN3_THINKING_OUTPUT[i:i + size])
+        reasoning, text, calls = reasoning + piece.reasoning, text + piece.text, calls + piece.tool_calls
+    tail = parser.finish()
+    reasoning, text, calls = reasoning + tail.reasoning, text + tail.text, calls + tail.tool_calls
+    assert reasoning.strip() == "The user wants the weather. I should call get_weather."
+    assert text.strip() == "" and [c.name for c in calls] == ["get_weather"]
+
+
+def test_prompt_that_opened_the_think_block_starts_in_reasoning() -> None:
+    parser = OutputParser(["STOP"], think=("<think>", "</think>"), thinking=True)
+    first = parser.feed("a STOP-free thought</thi")
+    second = parser.feed("nk>The answer. STOP more")
+    assert first.reasoning + second.reasoning == "a STOP-free thought"  # stop strings end content, not reasoning
+    assert second.text == "The answer. " and second.stopped

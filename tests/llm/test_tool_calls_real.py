@@ -1,4 +1,5 @@
-"""Tool calls end to end in real mode: a tiny model whose weights always write one get_weather call."""
+"""Tool calls and reasoning end to end in real mode: a tiny model whose weights always think briefly, then write
+one get_weather call."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "description":
                                            "parameters": {"type": "object",
                                                           "properties": {"city": {"type": "string"}}}}}]
 ASK = [{"role": "user", "content": "What is the weather in Berlin?"}]
+THOUGHT = "The_user_asks_for_the_weather:_call_get_weather."  # scripts/make_model.py SCRIPTED_THOUGHT
 
 
 def test_tool_call_message(tool_client: openai.OpenAI) -> None:
@@ -21,7 +23,8 @@ def test_tool_call_message(tool_client: openai.OpenAI) -> None:
     (call,) = choice.message.tool_calls
     assert call.id.startswith("call_") and call.type == "function"
     assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"city": "Berlin"})
-    assert r.usage.completion_tokens == 4  # <tool_call>, the call, </tool_call>, <|im_end|>
+    assert choice.message.model_dump()["reasoning_content"] == THOUGHT
+    assert r.usage.completion_tokens == 7  # <think>, thought, </think>, <tool_call>, call, </tool_call>, <|im_end|>
 
 
 def test_tool_call_streamed_as_deltas(tool_client: openai.OpenAI) -> None:
@@ -29,6 +32,8 @@ def test_tool_call_streamed_as_deltas(tool_client: openai.OpenAI) -> None:
                                                       stream=True))
     content = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert content == ""  # no markup leaks into content
+    reasoning = "".join(c.choices[0].delta.model_dump().get("reasoning_content") or "" for c in chunks)
+    assert reasoning == THOUGHT
     calls = [tc for c in chunks for tc in c.choices[0].delta.tool_calls or []]
     assert [(tc.index, tc.function.name, json.loads(tc.function.arguments)) for tc in calls] == [
         (0, "get_weather", {"city": "Berlin"})]
@@ -41,7 +46,8 @@ def test_calls_not_asked_for_never_reach_the_client(tool_client: openai.OpenAI, 
     r = tool_client.chat.completions.create(model=None, messages=ASK, temperature=0, **extra)  # type: ignore[arg-type]
     choice = r.choices[0]
     assert choice.message.tool_calls is None and choice.finish_reason == "stop"
-    assert "tool_call" not in choice.message.content and "get_weather" not in choice.message.content
+    assert choice.message.content == ""  # neither markup nor the dropped call
+    assert choice.message.model_dump()["reasoning_content"] == THOUGHT
 
 
 def test_the_call_and_its_result_go_back_through_the_template(tool_client: openai.OpenAI) -> None:

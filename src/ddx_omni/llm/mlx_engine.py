@@ -54,6 +54,7 @@ class _Decoded:
 
 def _merge(first: ChatDelta, second: ChatDelta) -> ChatDelta:
     return ChatDelta(text=first.text + second.text, tool_calls=first.tool_calls + second.tool_calls,
+                     reasoning=first.reasoning + second.reasoning,
                      logprobs=(first.logprobs or []) + (second.logprobs or []) or None,
                      finish_reason=second.finish_reason, usage=second.usage)
 
@@ -118,6 +119,7 @@ class MlxEngine:
         self._idle.set()
         config = getattr(tokenizer, "init_kwargs", {}) or {}
         self._parser_type = config.get("tool_parser_type")
+        self._think = (tokenizer.think_start, tokenizer.think_end) if tokenizer.has_thinking else None
 
     @classmethod
     async def load(cls, model_id: str, path: str, *, context_window: int | None = None,
@@ -237,7 +239,8 @@ class MlxEngine:
             raise ContextTooLong(f"{len(prompt)} prompt tokens + max_tokens {max_tokens} exceed the context window "
                                  f"of {self.context_window}", param="messages")
         parser = OutputParser(params.stop, tokenizer.tool_call_start, tokenizer.tool_call_end, tokenizer.tool_parser,
-                              params.tools, emit_calls=bool(params.tools) and params.tool_choice != "none")
+                              params.tools, emit_calls=bool(params.tools) and params.tool_choice != "none",
+                              think=self._think, thinking=self._opens_thinking(prompt))
         parser.feed(forced_prefix(params, tokenizer.tool_call_start, self._parser_type))
         cache, reused = self._take_cache(prompt)
         run = self._decode(job, prompt, reused, cache, parser, max_tokens)
@@ -253,7 +256,7 @@ class MlxEngine:
         called = run.called or bool(tail.tool_calls)
         if run.generated > 1 and run.decode_s > 0:
             metrics.LLM_TPS.labels(self.model_id).observe((run.generated - 1) / run.decode_s)
-        job.emit(ChatDelta(text=tail.text, tool_calls=tail.tool_calls,
+        job.emit(ChatDelta(text=tail.text, tool_calls=tail.tool_calls, reasoning=tail.reasoning,
                            finish_reason="tool_calls" if called and run.finish != "length" else run.finish,
                            usage=Usage(prompt_tokens=len(prompt), completion_tokens=run.generated,
                                        cached_tokens=reused)))
@@ -286,9 +289,10 @@ class MlxEngine:
                 run.generated = response.generation_tokens
                 piece = parser.feed(response.text)
                 logprobs = self._logprobs(response, job.params) if job.params.logprobs else None
-                if piece.text or piece.tool_calls or logprobs:
+                if piece.text or piece.reasoning or piece.tool_calls or logprobs:
                     run.called |= bool(piece.tool_calls)
-                    job.emit(ChatDelta(text=piece.text, tool_calls=piece.tool_calls, logprobs=logprobs))
+                    job.emit(ChatDelta(text=piece.text, tool_calls=piece.tool_calls, reasoning=piece.reasoning,
+                                       logprobs=logprobs))
                 if piece.stopped:
                     run.finish = "stop"
                     break
@@ -297,6 +301,13 @@ class MlxEngine:
             pass
         run.decode_s = time.perf_counter() - tic
         return run
+
+    def _opens_thinking(self, prompt: list[int]) -> bool:
+        """Whether the template left a think block open (the model starts by reasoning)."""
+        if self._think is None:
+            return False
+        start = self._tokenizer.rfind_think_start(prompt)
+        return start >= 0 and start > self._tokenizer.rfind_think_end(prompt)
 
     def _take_cache(self, prompt: list[int]) -> tuple[list[Any], int]:
         """The kept KV cache trimmed to its common beginning with `prompt` (and how many tokens that saves), or a

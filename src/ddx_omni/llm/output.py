@@ -48,23 +48,27 @@ def _held_suffix(text: str, markers: Sequence[str]) -> int:
 @dataclass
 class Piece:
     text: str = ""
+    reasoning: str = ""  # text between the model's think markers (<think>…</think>)
     tool_calls: list[ToolCall] = field(default_factory=list)
     stopped: bool = False  # a stop string was reached: generation should end here
 
 
 class OutputParser:
-    """Feed model text in order; get back the content that is safe to emit and the tool calls completed so far."""
+    """Feed model text in order; get back the content that is safe to emit, the reasoning, and the tool calls
+    completed so far. Stop strings apply to the content only."""
 
     def __init__(self, stop: Sequence[str] = (), tool_start: str | None = None, tool_end: str | None = None,
-                 tool_parser: ToolParser | None = None, tools: Any = None, emit_calls: bool = True) -> None:
+                 tool_parser: ToolParser | None = None, tools: Any = None, emit_calls: bool = True,
+                 think: tuple[str, str] | None = None, thinking: bool = False) -> None:
         self.stop = [s for s in stop if s]
         self.emit_calls = emit_calls  # False (tool_choice none, or no tools): calls are dropped, markup and all
         self.tool_start = tool_start if tool_parser else None
         self.tool_end = tool_end
         self.tool_parser = tool_parser
         self.tools = tools
+        self.think_start, self.think_end = think or (None, None)
+        self._mode = "think" if thinking and think else "text"  # text | tool | think
         self._pending = ""
-        self._in_tool = False
         self.stopped = False
 
     def feed(self, text: str) -> Piece:
@@ -72,46 +76,65 @@ class OutputParser:
         if self.stopped:
             return piece
         self._pending += text
-        while True:
-            if self._in_tool:
-                end = self._pending.find(self.tool_end) if self.tool_end else -1
-                if end < 0:
-                    return piece
-                self._close_tool(self._pending[:end], piece)
-                self._pending = self._pending[end + len(self.tool_end or ""):]
-                continue
-            stop_at = min((i for i in (self._pending.find(s) for s in self.stop) if i >= 0), default=-1)
-            tool_at = self._pending.find(self.tool_start) if self.tool_start else -1
-            if stop_at >= 0 and (tool_at < 0 or stop_at <= tool_at):
-                piece.text += self._pending[:stop_at]
-                self._pending = ""
-                self.stopped = piece.stopped = True
-                return piece
-            if tool_at >= 0:
-                piece.text += self._pending[:tool_at]
-                self._pending = self._pending[tool_at + len(self.tool_start or ""):]
-                self._in_tool = True
-                continue
-            markers = self.stop + ([self.tool_start] if self.tool_start else [])
-            keep = _held_suffix(self._pending, markers)
-            cut = len(self._pending) - keep
+        while not self._step(piece):
+            pass
+        return piece
+
+    def _step(self, piece: Piece) -> bool:
+        """Consume what can be decided of the pending text; True when the rest must wait for more text."""
+        if self._mode == "tool":
+            end = self._pending.find(self.tool_end) if self.tool_end else -1
+            if end < 0:
+                return True
+            self._close_tool(self._pending[:end], piece)
+            self._pending = self._pending[end + len(self.tool_end or ""):]
+            return False
+        if self._mode == "think":
+            assert self.think_end is not None
+            end = self._pending.find(self.think_end)
+            if end < 0:
+                cut = len(self._pending) - _held_suffix(self._pending, [self.think_end])
+                piece.reasoning += self._pending[:cut]
+                self._pending = self._pending[cut:]
+                return True
+            piece.reasoning += self._pending[:end]
+            self._pending = self._pending[end + len(self.think_end):]
+            self._mode = "text"
+            return False
+        found = [(i, kind, marker) for kind, markers in (("stop", self.stop), ("tool", [self.tool_start]),
+                                                         ("think", [self.think_start]))
+                 for marker in markers if marker and (i := self._pending.find(marker)) >= 0]
+        if not found:
+            markers = [m for m in (*self.stop, self.tool_start, self.think_start) if m]
+            cut = len(self._pending) - _held_suffix(self._pending, markers)
             piece.text += self._pending[:cut]
             self._pending = self._pending[cut:]
-            return piece
+            return True
+        at, kind, marker = min(found, key=lambda hit: hit[0])
+        piece.text += self._pending[:at]
+        self._pending = self._pending[at + len(marker):]
+        if kind == "stop":
+            self._pending = ""
+            self.stopped = piece.stopped = True
+            return True
+        self._mode = kind
+        return False
 
     def finish(self) -> Piece:
         """End of generation: release held-back text; an unterminated tool call is parsed if it can be."""
         piece = Piece()
-        if self._in_tool:
+        if self._mode == "tool":
             self._close_tool(self._pending, piece)
+        elif self._mode == "think":
+            piece.reasoning = self._pending
         elif not self.stopped:
             piece.text = self._pending
         self._pending = ""
-        self._in_tool = False
+        self._mode = "text"
         return piece
 
     def _close_tool(self, body: str, piece: Piece) -> None:
-        self._in_tool = False
+        self._mode = "text"
         if not self.emit_calls:
             return
         if self.tool_start and self.tool_start in body:  # a model that reopened the tag: the last opening counts

@@ -122,17 +122,19 @@ def _tool_out(call: ToolCall) -> ToolCallOut:
 
 
 async def _complete(deltas: AsyncIterator[ChatDelta], first: ChatDelta, head: dict[str, Any]) -> ChatCompletion:
-    text, calls, logprobs, last = [], [], [], first
+    text, reasoning, calls, logprobs, last = [], [], [], [], first
     delta: ChatDelta | None = first
     while delta is not None:
         text.append(delta.text)
+        reasoning.append(delta.reasoning)
         calls.extend(delta.tool_calls)
         logprobs.extend(delta.logprobs or [])
         last = delta
         delta = await anext(deltas, None)
     content = "".join(text)
+    extra = {"reasoning_content": "".join(reasoning)} if any(reasoning) else {}
     message = AssistantMessage(content=None if calls and not content.strip() else content,
-                               tool_calls=[_tool_out(c) for c in calls] or None)
+                               tool_calls=[_tool_out(c) for c in calls] or None, **extra)
     choice = Choice(message=message, finish_reason=last.finish_reason or "stop",
                     logprobs={"content": logprobs} if logprobs else None)
     return ChatCompletion(**head, choices=[choice], usage=_usage(last.usage))
@@ -177,6 +179,8 @@ def _chunks(delta: ChatDelta, head: dict[str, Any], calls_sent: int) -> list[dic
     """The chunks of one delta, as plain dicts: this runs once per token, so it skips model validation."""
     base = {**head, "object": "chat.completion.chunk"}
     chunks: list[dict[str, Any]] = []
+    if delta.reasoning:
+        chunks.append({**base, "choices": [{"index": 0, "delta": {"reasoning_content": delta.reasoning}}]})
     if delta.text or delta.logprobs:
         choice: dict[str, Any] = {"index": 0, "delta": {"content": delta.text}}
         if delta.logprobs:

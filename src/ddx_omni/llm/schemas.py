@@ -96,6 +96,9 @@ class UsageOut(BaseModel):
 
 
 class AssistantMessage(BaseModel):
+    # extra: `reasoning_content` (a thinking model's reasoning), present only when there is some
+    model_config = ConfigDict(extra="allow")
+
     role: Literal["assistant"] = "assistant"
     content: str | None
     tool_calls: list[ToolCallOut] | None = None
