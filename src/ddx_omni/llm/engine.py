@@ -55,10 +55,10 @@ class ChatDelta:
 
     text: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
-    reasoning: str = ""  # a thinking model's reasoning (between its think markers), kept out of `text`
     logprobs: list[dict[str, Any]] | None = None  # OpenAI `logprobs.content` entries for this piece
     finish_reason: str | None = None
     usage: Usage | None = None
+    reasoning: str = ""  # a thinking model's reasoning (between its think markers), kept out of `text`
 
 
 class ChatEngine(Protocol):
