@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import warnings
 import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,10 @@ import pytest
 import websockets
 
 from ..conftest import wait_for
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop  # the stdlib G.711 codec (deprecated, still in 3.11): an independent reference for tests
 
 AUDIO = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
 FRAME_BYTES = 2048  # 64 ms of 16 kHz linear16, as the seed's Python client sends

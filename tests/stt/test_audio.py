@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import audioop  # deprecated but present in 3.11: an independent G.711 reference
-
 import numpy as np
 import pytest
 
 from ddx_omni.stt.audio import UnsupportedAudio, decode_all, make_decoder, sniff_container
 
-from .conftest import AUDIO, fixture_pcm
+from .conftest import AUDIO, audioop, fixture_pcm
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from ..conftest import wait_for
-from .conftest import (AUDIO, CLOSE, FINALIZE, KEEPALIVE, content_words, fixture_pcm, frames_of, run_session,
-                       stt_health, ws_url)
+from .conftest import (AUDIO, CLOSE, FINALIZE, KEEPALIVE, audioop, content_words, fixture_pcm, frames_of,
+                       run_session, stt_health, ws_url)
 
 SILENCE_1S = bytes(32000)
 CLOSED_1000 = 'ddx_stt_sessions_total{close_code="1000",engine="sphinx"}'
@@ -202,10 +202,9 @@ async def test_ogg_opus_decodes_to_the_same_words(sphinx_server) -> None:
 
 
 async def test_mulaw_8khz_stereo_is_decoded_downmixed_and_resampled(sphinx_server) -> None:
-    import audioop  # stdlib G.711 encoder (deprecated, still in 3.11): an independent reference
+    import soxr
 
     pcm16 = np.frombuffer(fixture_pcm("garden"), np.int16)
-    import soxr
     pcm8 = (soxr.resample(pcm16.astype(np.float32) / 32768, 16000, 8000) * 32767).astype(np.int16)
     stereo = np.repeat(pcm8, 2).tobytes()
     mulaw = audioop.lin2ulaw(stereo, 2)
