@@ -7,6 +7,7 @@ import time
 import uuid
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ from .schemas import (
 )
 from .service import LlmService
 
+log = logging.getLogger("ddx_omni.llm")
 T = TypeVar("T")
 DISCONNECT_POLL_S = 0.1  # how often a non-streamed request checks that its client is still there
 public_router = APIRouter(tags=["chat"])
@@ -214,6 +216,9 @@ async def _stream(deltas: AsyncIterator[ChatDelta], first: ChatDelta, head: dict
             yield _sse(ChatCompletionChunk(**head, choices=[], usage=_usage(usage)))
     except ApiError as exc:  # the headers are gone: report in-band, as OpenAI does
         yield _sse(error_body(path, exc.status, exc.code, exc.message, exc.detail, exc.param))
+    except Exception:
+        log.exception("chat stream failed")
+        yield _sse(error_body(path, 500, "llm_error", "Internal server error"))
     finally:
         await deltas.aclose()  # type: ignore[attr-defined]
     yield "data: [DONE]\n\n"
