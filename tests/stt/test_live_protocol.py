@@ -264,3 +264,36 @@ async def test_server_stop_closes_live_sessions_with_1001(server_factory, make_s
     session = await run_session(ws_url(base), frames_of(pcm[:8192]) + [3.0])
     await stopper
     assert (session.close_code, session.close_reason) == (1001, "going away")
+
+
+async def test_sessions_beyond_max_sessions_are_refused_1013(sphinx_server) -> None:
+    base = sphinx_server({"stt.max_sessions": 1})
+    first = asyncio.create_task(run_session(ws_url(base), [0.2, 1.0, CLOSE]))
+    await asyncio.sleep(0.6)
+    second = await run_session(ws_url(base), [0.2])
+    assert (second.close_code, second.close_reason) == (1013, "too-many-sessions")
+    assert (await first).close_code == 1000
+
+
+async def test_endpointing_false_leaves_finals_to_close(sphinx_server) -> None:
+    pcm = fixture_pcm("garden") + SILENCE_1S + fixture_pcm("doctor")
+    session = await run_session(ws_url(sphinx_server(), endpointing="false"), frames_of(pcm) + [CLOSE])
+    assert len(session.finals) == 1  # no silence endpoint: one final, on CloseStream
+    final = session.finals[0]
+    assert final["start"] == 0.0 and final["duration"] == pytest.approx(len(pcm) / 32000, abs=1e-3)
+    assert "garden" in session.transcript  # both sentences are in it (sphinx garbles the second in so long a span)
+    assert final["channel"]["alternatives"][0]["words"][-1]["start"] > 4.0
+
+
+async def test_a_killed_decode_worker_is_replaced(sphinx_server) -> None:
+    import os
+    import signal
+
+    from ddx_omni.stt.engines.sphinx import decode_pool
+
+    base = sphinx_server({"stt.sphinx_processes": 1})
+    for process in list(decode_pool(1)._processes.values()):  # what an OOM kill would do
+        os.kill(process.pid, signal.SIGKILL)
+    await asyncio.sleep(0.5)
+    session = await run_session(ws_url(base), frames_of(fixture_pcm("garden")) + [CLOSE])
+    assert session.close_code == 1000 and "garden" in session.transcript

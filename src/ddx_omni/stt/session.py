@@ -28,6 +28,9 @@ from .transcriber import Transcriber
 log = logging.getLogger("ddx_omni.stt.session")
 
 ENGINE_WAIT_S = 30.0  # a session opened while the engine loads waits this long before 1011
+# Frames waiting for the worker (~16 s of 64 ms frames): a client sending faster than the engine decodes is
+# slowed down by TCP backpressure instead of growing the server's memory.
+QUEUE_FRAMES = 256
 
 Item = tuple[Literal["audio", "finalize", "close"], bytes, float]
 
@@ -69,7 +72,7 @@ class Session:
         self.options = options
         self.request_id = str(uuid.uuid4())
         self.close_code: int | None = None
-        self._queue: asyncio.Queue[Item] = asyncio.Queue()
+        self._queue: asyncio.Queue[Item] = asyncio.Queue(QUEUE_FRAMES)
         self._transcriber: Transcriber | None = None
         self._worker: asyncio.Task[None] | None = None
 
@@ -121,8 +124,9 @@ class Session:
                 self.close_code = self.close_code or message.get("code", 1005)
                 return
             if message.get("bytes") is not None:
-                if message["bytes"]:  # an empty frame is a no-op (some clients send one to mean "end")
-                    self._queue.put_nowait(("audio", message["bytes"], time.perf_counter()))
+                # an empty frame is a no-op (some clients send one to mean "end")
+                if message["bytes"] and not await self._enqueue(("audio", message["bytes"], time.perf_counter())):
+                    return
                 continue
             if not await self._control(message.get("text") or ""):
                 return
@@ -137,12 +141,21 @@ class Session:
         if control.type == "KeepAlive":
             return True
         if control.type == "Finalize":
-            self._queue.put_nowait(("finalize", b"", time.perf_counter()))
-            return True
-        self._queue.put_nowait(("close", b"", time.perf_counter()))
-        assert self._worker is not None
-        await asyncio.gather(self._worker, return_exceptions=True)
+            return await self._enqueue(("finalize", b"", time.perf_counter()))
+        if await self._enqueue(("close", b"", time.perf_counter())):
+            assert self._worker is not None
+            await asyncio.gather(self._worker, return_exceptions=True)
         return False
+
+    async def _enqueue(self, item: Item) -> bool:
+        """Queue for the worker, waiting while the queue is full; False if the worker has stopped."""
+        assert self._worker is not None
+        put = asyncio.ensure_future(self._queue.put(item))
+        await asyncio.wait({put, self._worker}, return_when=asyncio.FIRST_COMPLETED)
+        if not put.done():
+            put.cancel()
+            return False
+        return True
 
     async def _work(self) -> None:
         assert self._transcriber is not None

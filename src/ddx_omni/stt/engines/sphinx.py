@@ -18,6 +18,7 @@ import importlib.metadata
 import re
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import pocketsphinx
@@ -71,16 +72,24 @@ def decode_pool(processes: int) -> ProcessPoolExecutor:
     """One pool per process, shared by every engine instance (it is stateless; app restarts in tests reuse it)."""
     # spawn, not fork: the server process has threads (and maybe MLX) that a fork would copy half-done
     pool = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"))
-    # start every worker and load its model now: fail at start, not at the first session
     for future in [pool.submit(decode_segment, _TAIL) for _ in range(processes)]:
         future.result()
     atexit.register(pool.shutdown, wait=False, cancel_futures=True)
     return pool
 
 
+def decode_whole(audio: bytes, processes: int) -> tuple[list[RecognizedWord], str]:
+    """`decode_segment` in the pool; a pool whose worker died (killed, out of memory) is replaced once."""
+    try:
+        return decode_pool(processes).submit(decode_segment, audio).result()
+    except BrokenProcessPool:
+        decode_pool.cache_clear()
+        return decode_pool(processes).submit(decode_segment, audio).result()
+
+
 class SphinxStream:
-    def __init__(self, pool: ProcessPoolExecutor) -> None:
-        self._pool = pool
+    def __init__(self, processes: int) -> None:
+        self._processes = processes
         self._live = _decoder()
         self._started = False
         self._cold: list[bytes] | None = []  # the segment's audio, kept until the CMN is seeded
@@ -111,7 +120,7 @@ class SphinxStream:
         if self._cold is None:
             return live
         audio, self._cold = b"".join(self._cold), []
-        words, cmn = self._pool.submit(decode_segment, audio).result()
+        words, cmn = decode_whole(audio, self._processes)
         if words:  # a segment with speech measured a usable CMN: from now on the live pass is enough
             self._live.set_cmn(cmn)
             self._cold = None
@@ -129,13 +138,14 @@ class SphinxEngine:
 
     def __init__(self, workers: int, processes: int) -> None:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stt-sphinx")
-        self._pool = decode_pool(processes)
+        self._processes = processes
+        decode_pool(processes)  # start the workers now: fail at start, not at the first session
 
     def supports_language(self, language: str) -> bool:
         return base_language(language) == "en"
 
     def open_stream(self, language: str, interim: bool) -> SphinxStream:
-        return SphinxStream(self._pool)
+        return SphinxStream(self._processes)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
