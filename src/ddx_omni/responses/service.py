@@ -112,9 +112,9 @@ class ResponsesService:
                 turn.stop("cancelled")
 
     async def _plan(self, request: CreateResponseRequest) -> TurnPlan:
+        """Everything before generation: validate, load the history, pick the engine, fit the prompt. Any
+        error here is an HTTP error (nothing was started or stored)."""
         conversation_id = request.conversation_id
-        if conversation_id and request.previous_response_id:
-            raise bad_request("previous_response_id and conversation cannot be used together", "conversation")
         store = request.store is not False
         if request.background and not store:
             raise bad_request("background responses must be stored: remove store=false", "background")
@@ -122,9 +122,8 @@ class ResponsesService:
         echo_tools, chat_tools = it.function_tools(request.tools)
         tool_choice = it.chat_tool_choice(request.tool_choice)
         response = response_object(request, response_id=new_id("resp"), model=request.model or "",
-                                   created_at=time.time(),
-                                   status="queued" if request.background else "in_progress", tools=echo_tools,
-                                   metadata=metadata, conversation_id=conversation_id,
+                                   created_at=time.time(), status="queued" if request.background else "in_progress",
+                                   tools=echo_tools, metadata=metadata, conversation_id=conversation_id,
                                    default_temperature=self.settings.llm.default_temperature)
         fmt = it.response_format(response["text"]["format"])
 
@@ -148,8 +147,6 @@ class ResponsesService:
 
     async def count_input_tokens(self, request: CreateResponseRequest) -> dict[str, Any]:
         """The prompt a response with these settings would have, counted by the engine; nothing is stored."""
-        if request.conversation_id and request.previous_response_id:
-            raise bad_request("previous_response_id and conversation cannot be used together", "conversation")
         _, chat_tools = it.function_tools(request.tools)
         history = await self._history(request.previous_response_id, request.conversation_id)
         items = history + await it.normalize_input(request.input, self.store.find_item)
@@ -158,6 +155,9 @@ class ResponsesService:
         return {"object": "response.input_tokens", "input_tokens": await engine.count_prompt_tokens(params)}
 
     async def _history(self, previous_id: str | None, conversation_id: str | None) -> list[dict[str, Any]]:
+        """The items a new turn continues from: the stored chain, or the conversation's items."""
+        if previous_id and conversation_id:
+            raise bad_request("previous_response_id and conversation cannot be used together", "conversation")
         if previous_id:
             previous = self.turns.get(previous_id)
             if previous is not None and previous.task is not None and not previous.task.done():
@@ -177,7 +177,6 @@ class ResponsesService:
         """Set params.messages to what fits the context window: all of it, or (truncation=auto) the newest
         items that fit. Overflow with truncation=disabled is a 400, as OpenAI answers."""
         budget = engine.context_window - (request.max_output_tokens or 1)
-
         engine_s = 0.0
 
         async def tokens_from(start: int) -> int:
