@@ -103,11 +103,14 @@ class FakeLlm:
 
 # ---- SSE --------------------------------------------------------------------------------------------------
 
-def read_sse(url: str, body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
-    """POST and parse the raw stream: (events, raw `event:` names in order). Asserts one data line per event
-    and the final [DONE]."""
+def read_sse(url: str, body: dict[str, Any] | None = None, *, get: str | None = None
+             ) -> tuple[list[dict[str, Any]], list[str]]:
+    """POST `body` (or GET the path `get`) and parse the raw stream: (events, raw `event:` names in order).
+    Asserts one data line per event and the final [DONE]."""
     events, names = [], []
-    with httpx.stream("POST", f"{url}/v1/responses", json={**body, "stream": True}, timeout=30) as response:
+    request = (("GET", f"{url}{get}", None) if get is not None
+               else ("POST", f"{url}/v1/responses", {**(body or {}), "stream": True}))
+    with httpx.stream(request[0], request[1], json=request[2], timeout=30) as response:
         assert response.status_code == 200, response.read()
         assert response.headers["content-type"].startswith("text/event-stream")
         raw = "".join(response.iter_text())

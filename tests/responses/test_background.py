@@ -110,3 +110,29 @@ def test_background_stream_survives_the_client_leaving(serve: Any) -> None:
     wait_for(lambda: httpx.get(f"{url}/v1/responses/{rid}", timeout=5).json()["status"] == "completed", timeout=15)
     stored = httpx.get(f"{url}/v1/responses/{rid}", timeout=5).json()
     assert stored["output"][0]["content"][0]["text"] == "Echo: " + words and engine.outcomes == ["finished"]
+
+
+def test_a_running_background_response_can_be_streamed_again(serve: Any) -> None:
+    url = serve(ScriptedEngine(delay=0.03))
+    client = sdk(url)
+    words = " ".join(f"w{i}" for i in range(40))
+
+    def started(rid: str) -> bool:
+        return len(client.responses.retrieve(rid).output_text.split()) >= 3
+
+    first = client.responses.create(model="m", input=words, background=True)
+    wait_for(lambda: started(first.id), timeout=10)
+    events, _ = read_sse(url, get=f"/v1/responses/{first.id}?stream=true")  # the whole story, replayed then live
+    final = check_event_order(events)
+    assert final["status"] == "completed" and final["output"][0]["content"][0]["text"] == "Echo: " + words
+
+    second = client.responses.create(model="m", input=words, background=True)
+    wait_for(lambda: started(second.id), timeout=10)
+    resumed = list(client.responses.retrieve(second.id, stream=True, starting_after=4))
+    numbers = [event.sequence_number for event in resumed]
+    assert numbers == list(range(5, 5 + len(numbers))) and resumed[-1].type == "response.completed"
+
+    with pytest.raises(openai.BadRequestError):  # finished: read it with a plain GET
+        list(client.responses.retrieve(second.id, stream=True))
+    with pytest.raises(openai.NotFoundError):
+        list(client.responses.retrieve("resp_unknown", stream=True))

@@ -13,20 +13,31 @@ class EventLog:
     """Numbers events in the order they happen and hands each to the listeners (an SSE stream's queue).
     Without listeners (a plain JSON request) nothing is built: snapshots of the response are not free."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: bool = False) -> None:
         self.sequence = 0
         self.listeners: list[Any] = []
+        # background responses keep every event, so that a client can (re)attach with GET ?stream=true
+        self.history: list[dict[str, Any]] | None = [] if keep else None
 
     def emit(self, event_type: str, **fields: Any) -> None:
-        if self.listeners:
+        if self.listeners or self.history is not None:
             event = {"type": event_type, "sequence_number": self.sequence, **fields}
+            if self.history is not None:
+                self.history.append(event)
             for listener in self.listeners:
                 listener(event)
         self.sequence += 1
 
+    def subscribe(self, listener: Any, starting_after: int | None = None) -> None:
+        """Replay the kept events after `starting_after`, then deliver new ones as they come."""
+        for event in self.history or []:
+            if starting_after is None or event["sequence_number"] > starting_after:
+                listener(event)
+        self.listeners.append(listener)
+
     def _snapshot(self, value: dict[str, Any]) -> dict[str, Any]:
         # the live dict keeps changing after the event has been queued
-        return copy.deepcopy(value) if self.listeners else value
+        return copy.deepcopy(value) if self.listeners or self.history is not None else value
 
     # --- the lifecycle --------------------------------------------------------------------------------
     def response(self, event_type: str, response: dict[str, Any]) -> None:

@@ -43,8 +43,12 @@ async def count_input_tokens(body: CreateResponseRequest, request: Request) -> d
     return await _service(request).count_input_tokens(body)
 
 
-@router.get("/responses/{response_id}", summary="Retrieve a stored response")
-async def get_response(response_id: str, request: Request) -> dict[str, Any]:
+@router.get("/responses/{response_id}", summary="Retrieve a stored response, or stream a running background one")
+async def get_response(response_id: str, request: Request, stream: bool = False,
+                       starting_after: int | None = None) -> Any:
+    if stream:
+        events = await _service(request).attach(response_id, starting_after)
+        return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
     return await _service(request).get(response_id)
 
 

@@ -78,11 +78,11 @@ class ResponsesService:
         """Plan and start a turn: the finished response, the queued one (background), or the SSE stream."""
         started = time.perf_counter()
         plan = await self._plan(request)
-        events = EventLog()
+        events = EventLog(keep=bool(request.background))
         queue: asyncio.Queue[dict[str, Any]] | None = None
         if request.stream:
             queue = asyncio.Queue()
-            events.listeners.append(queue.put_nowait)
+            events.subscribe(queue.put_nowait)
         turn = Turn(plan, self.store, events)
         if request.background:
             # the queued row exists before the id is handed out, so GET/cancel work at once
@@ -107,7 +107,8 @@ class ResponsesService:
                 yield encode(event)  # one chunk per event: never a partial event on the wire
             yield DONE
         finally:
-            turn.events.listeners.clear()
+            if queue.put_nowait in turn.events.listeners:
+                turn.events.listeners.remove(queue.put_nowait)
             if not ended and detach_stops:  # the client left: stop generating, unless it runs in the background
                 turn.stop("cancelled")
 
@@ -221,6 +222,17 @@ class ResponsesService:
         if response is None:
             raise not_found(f"Response with id '{response_id}' not found.")
         return response
+
+    async def attach(self, response_id: str, starting_after: int | None) -> AsyncIterator[bytes]:
+        """GET ?stream=true: the events of a background response still running, from `starting_after` on."""
+        turn = self.turns.get(response_id)
+        if turn is None or turn.events.history is None or turn.task is None or turn.task.done():
+            await self.get(response_id)  # 404 when unknown
+            raise bad_request("Only a background response that is still running can be streamed; GET it without "
+                              "stream to read the stored result.", "stream")
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        turn.events.subscribe(queue.put_nowait, starting_after)
+        return self._sse(turn, queue, detach_stops=False)
 
     async def delete(self, response_id: str) -> dict[str, Any]:
         turn = self.turns.get(response_id)
