@@ -8,7 +8,8 @@ import httpx
 import pytest
 from deepgram import AsyncDeepgramClient, DeepgramClient
 from deepgram.environment import DeepgramClientEnvironment
-from deepgram.listen.v1.types import ListenV1Metadata, ListenV1Results
+from deepgram.listen.v1.types import (ListenV1Configure, ListenV1ConfigureFailure, ListenV1ConfigureSuccess,
+                                     ListenV1Metadata, ListenV1Results)
 
 from .conftest import AUDIO, content_words, fixture_pcm, FRAME_BYTES
 
@@ -33,6 +34,8 @@ async def test_sdk_live_stream_gets_typed_results_and_closing_metadata(sphinx_se
                 messages.append(message)
 
         consumer = asyncio.create_task(consume())
+        await socket.send_configure(ListenV1Configure(features={"punctuate": False}))
+        await socket.send_configure(ListenV1Configure(keyterms=["doctor"]))
         for i in range(0, len(pcm), FRAME_BYTES):
             await socket.send_media(pcm[i:i + FRAME_BYTES])
         await socket.send_finalize()
@@ -40,6 +43,9 @@ async def test_sdk_live_stream_gets_typed_results_and_closing_metadata(sphinx_se
         await socket.send_close_stream()
         await asyncio.wait_for(consumer, 60)
 
+    configured = [m for m in messages if isinstance(m, ListenV1ConfigureSuccess | ListenV1ConfigureFailure)]
+    assert [type(m) for m in configured] == [ListenV1ConfigureSuccess, ListenV1ConfigureFailure]
+    assert configured[1].code == "CONFIGURE_KEYTERMS_NOT_SUPPORTED"
     results = [m for m in messages if isinstance(m, ListenV1Results)]
     metadata = [m for m in messages if isinstance(m, ListenV1Metadata)]
     assert len(metadata) == 2 and metadata[-1].duration == pytest.approx(len(pcm) / 32000, abs=1e-3)
@@ -49,7 +55,8 @@ async def test_sdk_live_stream_gets_typed_results_and_closing_metadata(sphinx_se
     text = " ".join(r.channel.alternatives[0].transcript for r in finals).lower()
     assert content_words("doctor") <= set(text.replace(".", "").split())
     word = next(w for r in finals for w in r.channel.alternatives[0].words)
-    assert word.punctuated_word and word.end >= word.start
+    assert word.punctuated_word == word.word == "please"  # punctuate=true was switched off by Configure
+    assert word.end >= word.start
 
 
 def test_sdk_prerecorded_file(sphinx_server) -> None:

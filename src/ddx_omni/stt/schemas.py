@@ -12,6 +12,7 @@ RAW_ENCODINGS = ("linear16", "mulaw", "alaw")
 CONTAINER_ENCODINGS = {"opus": "ogg", "ogg-opus": "ogg", "ogg": "ogg", "webm": "matroska", "mp3": "mp3",
                        "aac": "aac", "flac": "flac", "wav": "wav", "mp4": "mp4", "m4a": "mp4"}
 SUPPORTED_ENCODINGS = RAW_ENCODINGS + tuple(CONTAINER_ENCODINGS)
+CONFIGURABLE = ("punctuate", "smart_format", "words")  # features a Configure message may switch mid-stream
 
 
 def _flag(value: Any) -> Any:
@@ -128,15 +129,31 @@ class UtteranceEnd(BaseModel):
     last_word_end: float
 
 
-Frame = Results | Metadata | SpeechStarted | UtteranceEnd
-
 
 class Control(BaseModel):
-    """A client text frame; only its `type` matters (KeepAlive, Finalize, CloseStream)."""
+    """A client text frame: KeepAlive, Finalize, CloseStream, or Configure (deepgram-sdk 7.x `send_configure`)."""
 
     model_config = ConfigDict(extra="allow")
 
-    type: Literal["KeepAlive", "Finalize", "CloseStream"]
+    type: Literal["KeepAlive", "Finalize", "CloseStream", "Configure"]
+    keyterms: list[str] | None = None  # Configure only
+    features: dict[str, bool] | None = None  # Configure only
+
+
+class ConfigureSuccess(BaseModel):
+    type: Literal["ConfigureSuccess"] = "ConfigureSuccess"
+    request_id: str
+    keyterms: list[str] | None = None
+
+
+class ConfigureFailure(BaseModel):
+    type: Literal["ConfigureFailure"] = "ConfigureFailure"
+    request_id: str
+    code: Literal["CONFIGURE_KEYTERMS_NOT_SUPPORTED", "CONFIGURE_INTERNAL_ERROR"]
+    description: str
+
+
+Frame = Results | Metadata | SpeechStarted | UtteranceEnd | ConfigureSuccess | ConfigureFailure
 
 
 class Utterance(BaseModel):

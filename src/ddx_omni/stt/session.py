@@ -32,7 +32,7 @@ ENGINE_WAIT_S = 30.0  # a session opened while the engine loads waits this long 
 # slowed down by TCP backpressure instead of growing the server's memory.
 QUEUE_FRAMES = 256
 
-Item = tuple[Literal["audio", "finalize", "close"], bytes, float]
+Item = tuple[Literal["audio", "finalize", "configure", "close"], Any, float]
 
 
 class SessionRefused(Exception):
@@ -142,6 +142,8 @@ class Session:
             return True
         if control.type == "Finalize":
             return await self._enqueue(("finalize", b"", time.perf_counter()))
+        if control.type == "Configure":
+            return await self._enqueue(("configure", control, time.perf_counter()))
         if await self._enqueue(("close", b"", time.perf_counter())):
             assert self._worker is not None
             await asyncio.gather(self._worker, return_exceptions=True)
@@ -168,6 +170,8 @@ class Session:
                     frames = await self._in_executor(transcriber.feed, data)
                 elif kind == "finalize":
                     frames = await self._in_executor(transcriber.finalize)
+                elif kind == "configure":
+                    frames = await self._in_executor(transcriber.configure, data)
                 else:
                     frames = await self._in_executor(transcriber.close)
             except UnsupportedAudio as exc:

@@ -16,9 +16,10 @@ import numpy as np
 from ..core.settings import SttSettings
 from .audio import make_decoder
 from .engines import AsrEngine, RecognizedWord
-from .schemas import (Alternative, Channel, Frame, ListenOptions, Metadata, ModelInfo, PrerecordedChannel,
-                      PrerecordedMetadata, PrerecordedResponse, PrerecordedResults, Results, ResultsMetadata,
-                      SpeechStarted, Utterance, UtteranceEnd, Word, utc_now)
+from .schemas import (CONFIGURABLE, Alternative, Channel, ConfigureFailure, ConfigureSuccess, Control, Frame,
+                      ListenOptions, Metadata, ModelInfo, PrerecordedChannel, PrerecordedMetadata,
+                      PrerecordedResponse, PrerecordedResults, Results, ResultsMetadata, SpeechStarted, Utterance,
+                      UtteranceEnd, Word, utc_now)
 from .vad import Vad
 
 RATE = 16000
@@ -109,6 +110,16 @@ class Transcriber:
         frames.append(self._final(speech_final=True, from_finalize=False))
         self._stream.close()
         return frames
+
+    def configure(self, control: Control) -> list[Frame]:
+        """Mid-stream Configure: formatting features apply from the next Results; keyterms are not supported."""
+        if control.keyterms is not None:
+            return [ConfigureFailure(request_id=self.request_id, code="CONFIGURE_KEYTERMS_NOT_SUPPORTED",
+                                     description=f"keyterms are not supported by the {self.identity.info.name} "
+                                                 f"engine")]
+        known = {k: v for k, v in (control.features or {}).items() if k in CONFIGURABLE}
+        self.options = self.options.model_copy(update=known)
+        return [ConfigureSuccess(request_id=self.request_id)]
 
     def abort(self) -> None:
         """The session ended without CloseStream."""
