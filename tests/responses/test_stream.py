@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import sqlite3
 from typing import Any
 
 import httpx
@@ -115,3 +116,14 @@ def test_client_leaving_stops_generation_and_saves_what_was_made(serve: Any) -> 
     text = stored["output"][0]["content"][0]["text"]
     assert text.startswith("Echo: w0") and len(text.split()) < 100
     assert stored["output"][0]["status"] == "incomplete"
+
+
+def test_a_plain_request_whose_client_hangs_up_stops_too(serve: Any, tmp_path: Any) -> None:
+    engine = ScriptedEngine(delay=0.05)
+    url = serve(engine)
+    words = " ".join(f"w{i}" for i in range(400))  # 20 s if it ran to the end
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{url}/v1/responses", json={"model": "m", "input": words}, timeout=0.5)
+    wait_for(lambda: engine.outcomes == ["aborted"], timeout=10)
+    with sqlite3.connect(tmp_path / "responses.db") as db:
+        wait_for(lambda: db.execute("SELECT status FROM responses").fetchall() == [("cancelled",)], timeout=10)

@@ -30,7 +30,7 @@ def _page_args(limit: int, order: str) -> dict[str, Any]:
 
 @router.post("/responses", summary="Create a response (optionally streamed, chained, or in the background)")
 async def create_response(body: CreateResponseRequest, request: Request) -> Any:
-    created = await _service(request).create(body)
+    created = await _service(request).create(body, request.is_disconnected)
     if created.stream is not None:
         return StreamingResponse(created.stream, media_type="text/event-stream", headers=SSE_HEADERS)
     # Server-Timing: the engine's share and the gateway's own (what benchmarks/bench_responses.py reports)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,6 +21,7 @@ from .turn import TERMINAL_EVENTS, Turn, TurnPlan
 log = logging.getLogger("ddx_omni.responses")
 
 STOP_WAIT_S = 10.0
+DISCONNECT_POLL_S = 0.25  # how often a plain JSON request checks that its client is still there
 
 
 @dataclass
@@ -74,8 +75,10 @@ class ResponsesService:
                 "running": len(self.turns), "error": self.error}
 
     # ---- responses ----------------------------------------------------------------------------------------
-    async def create(self, request: CreateResponseRequest) -> Created:
-        """Plan and start a turn: the finished response, the queued one (background), or the SSE stream."""
+    async def create(self, request: CreateResponseRequest,
+                     disconnected: Callable[[], Awaitable[bool]] | None = None) -> Created:
+        """Plan and start a turn: the finished response, the queued one (background), or the SSE stream.
+        `disconnected` tells whether the client of a plain JSON request has gone (then generation stops)."""
         started = time.perf_counter()
         plan = await self._plan(request)
         events = EventLog(keep=bool(request.background))
@@ -93,10 +96,22 @@ class ResponsesService:
             return Created(stream=self._sse(turn, queue, detach_stops=not request.background))
         if request.background:
             return Created(body=dict(plan.response, output=[]))
-        await asyncio.shield(turn.task)  # type: ignore[arg-type]
+        await self._wait_unless_left(turn, disconnected)
         total_ms, engine_ms = (time.perf_counter() - started) * 1000, turn.engine_s * 1000
         return Created(body=turn.response, server_timing=f"engine;dur={engine_ms:.3f}, "
                                                          f"gateway;dur={total_ms - engine_ms:.3f}")
+
+    async def _wait_unless_left(self, turn: Turn, disconnected: Callable[[], Awaitable[bool]] | None) -> None:
+        """Wait for the turn; a client that hung up meanwhile stops it (it is saved as cancelled)."""
+        assert turn.task is not None
+        while True:
+            done, _ = await asyncio.wait([turn.task], timeout=DISCONNECT_POLL_S)
+            if done:
+                return
+            if disconnected is not None and await disconnected():
+                turn.stop("cancelled")
+                await asyncio.wait([turn.task])
+                return
 
     async def _sse(self, turn: Turn, queue: asyncio.Queue[dict[str, Any]], detach_stops: bool) -> AsyncIterator[bytes]:
         ended = False
