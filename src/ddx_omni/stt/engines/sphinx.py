@@ -15,8 +15,11 @@ from __future__ import annotations
 import atexit
 import functools
 import importlib.metadata
-import re
 import multiprocessing
+import os
+import re
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -67,11 +70,22 @@ def decode_segment(audio: bytes) -> tuple[list[RecognizedWord], str]:
     return (_words(decoder) if decoder.hyp() is not None else []), decoder.get_cmn(False)
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Pool initializer: a worker whose server died (killed, crashed) exits instead of lingering as an orphan."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 @functools.cache
 def decode_pool(processes: int) -> ProcessPoolExecutor:
     """One pool per process, shared by every engine instance (it is stateless; app restarts in tests reuse it)."""
     # spawn, not fork: the server process has threads (and maybe MLX) that a fork would copy half-done
-    pool = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_exit_with_parent, initargs=(os.getpid(),))
     for future in [pool.submit(decode_segment, _TAIL) for _ in range(processes)]:
         future.result()
     atexit.register(pool.shutdown, wait=False, cancel_futures=True)
