@@ -2,7 +2,9 @@
 
 Single stream, greedy, the EOS token biased away so that every peer generates exactly --max-tokens tokens.
 Runs are interleaved (the order rotates each round) and each figure is the median over the rounds. Prompts differ
-per round (same for every peer within a round) so that no peer answers from a prompt cache.
+per round (same for every peer within a round) so that no peer answers from a prompt cache. Every peer runs in
+its own process: raw mlx-lm in benchmarks/llm_raw_worker.py (timed inside it, chat template included), the gateway
+(`ddx-omni serve --real`) and `mlx_lm.server` behind one keep-alive HTTP connection each.
 
     .venv/bin/python benchmarks/bench_llm.py [--rounds 5] [--max-tokens 64] [--model-dir DIR]
 
@@ -129,28 +131,27 @@ def _http_run(url: str, model: str, eos: int, max_tokens: int) -> Callable[[list
     return run
 
 
-def _raw_run(model_dir: Path, eos: int, max_tokens: int) -> Callable[[list[dict[str, str]]], Run]:
-    import mlx_lm
-    from mlx_lm.sample_utils import make_logits_processors, make_sampler
+@contextlib.contextmanager
+def _raw_peer(model_dir: Path, eos: int, max_tokens: int, log: Path) -> Iterator[Callable[[list[dict[str, str]]], Run]]:
+    """Raw `mlx_lm.stream_generate` in its own process (benchmarks/llm_raw_worker.py), like the servers."""
+    worker = [sys.executable, str(Path(__file__).with_name("llm_raw_worker.py")), str(model_dir)]
+    with log.open("wb") as err:
+        proc = subprocess.Popen(worker, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        if not json.loads(proc.stdout.readline() or "{}").get("ready"):
+            raise RuntimeError(f"the raw mlx-lm worker did not start; see {log}")
 
-    model, tokenizer = mlx_lm.load(str(model_dir))
+        def run(messages: list[dict[str, str]]) -> Run:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(json.dumps({"messages": messages, "max_tokens": max_tokens, "eos": eos}) + "\n")
+            proc.stdin.flush()
+            return Run(**json.loads(proc.stdout.readline()))
 
-    def run(messages: list[dict[str, str]]) -> Run:
-        start = time.perf_counter()
-        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
-        first = None
-        pieces, n = [], 0
-        for response in mlx_lm.stream_generate(model, tokenizer, prompt, max_tokens=max_tokens,
-                                               sampler=make_sampler(0.0),
-                                               logits_processors=make_logits_processors({eos: -100.0})):
-            first = first or time.perf_counter()
-            pieces.append(response.text)
-            n = response.generation_tokens
-        last = time.perf_counter()
-        assert first is not None
-        return Run(first - start, (n - 1) / (last - first), n, "".join(pieces), last - start)
-
-    return run
+        yield run
+    finally:
+        proc.kill()
+        proc.wait(30)
 
 
 def _health_during_generation(url: str, run: Callable[[list[dict[str, str]]], Run]) -> list[float]:
@@ -222,7 +223,8 @@ def main() -> None:
         stack.enter_context(_process(gateway, f"http://127.0.0.1:{gw_port}/health",
                                      lambda r: r.json()["components"]["llm"]["state"] == "ready",
                                      logs / "gateway.log"))
-        peers = [Peer("raw mlx_lm.stream_generate", _raw_run(model_dir, eos, args.max_tokens)),
+        raw = stack.enter_context(_raw_peer(model_dir, eos, args.max_tokens, logs / "raw.log"))
+        peers = [Peer("raw mlx_lm.stream_generate", raw),
                  Peer("ddx-omni gateway (HTTP SSE)", _http_run(f"http://127.0.0.1:{gw_port}", str(model_dir), eos,
                                                                args.max_tokens))]
         if not args.no_server:
