@@ -38,7 +38,7 @@ def test_cancel_stops_a_background_response(serve: Any) -> None:
         current = client.responses.retrieve(created.id)
         return current.status == "in_progress" and len(current.output_text.split()) >= 3
 
-    wait_for(producing, timeout=10)
+    wait_for(producing, timeout=30)
     cancelled = client.responses.cancel(created.id)
     assert cancelled.status == "cancelled"
     stored = client.responses.retrieve(created.id)
@@ -121,13 +121,13 @@ def test_a_running_background_response_can_be_streamed_again(serve: Any) -> None
         return len(client.responses.retrieve(rid).output_text.split()) >= 3
 
     first = client.responses.create(model="m", input=words, background=True)
-    wait_for(lambda: started(first.id), timeout=10)
+    wait_for(lambda: started(first.id), timeout=30)
     events, _ = read_sse(url, get=f"/v1/responses/{first.id}?stream=true")  # the whole story, replayed then live
     final = check_event_order(events)
     assert final["status"] == "completed" and final["output"][0]["content"][0]["text"] == "Echo: " + words
 
     second = client.responses.create(model="m", input=words, background=True)
-    wait_for(lambda: started(second.id), timeout=10)
+    wait_for(lambda: started(second.id), timeout=30)
     resumed = list(client.responses.retrieve(second.id, stream=True, starting_after=4))
     numbers = [event.sequence_number for event in resumed]
     assert numbers == list(range(5, 5 + len(numbers))) and resumed[-1].type == "response.completed"

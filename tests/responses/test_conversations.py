@@ -45,7 +45,7 @@ def test_conversation_crud_and_items(serve: Any) -> None:
     with pytest.raises(openai.BadRequestError):
         client.conversations.create(metadata={f"k{n}": "v" for n in range(17)})
 
-    deleted = httpx.delete(f"{url}/v1/conversations/{conversation.id}", timeout=10).json()
+    deleted = httpx.delete(f"{url}/v1/conversations/{conversation.id}", timeout=30).json()
     assert deleted == {"id": conversation.id, "object": "conversation.deleted", "deleted": True}
     with pytest.raises(openai.NotFoundError):
         client.conversations.retrieve(conversation.id)

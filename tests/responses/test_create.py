@@ -37,7 +37,7 @@ def test_string_input_gives_the_full_response_object(serve: Any) -> None:
     assert usage is not None and usage.input_tokens == 6 and usage.output_tokens == 3 and usage.total_tokens == 9
     assert usage.input_tokens_details.cached_tokens == 0 and usage.output_tokens_details.reasoning_tokens == 0
 
-    raw = httpx.get(f"{url}/v1/responses/{response.id}", timeout=10).json()
+    raw = httpx.get(f"{url}/v1/responses/{response.id}", timeout=30).json()
     sdk_fields = {f.alias or name for name, f in Response.model_fields.items()}
     assert sdk_fields <= set(raw), f"missing: {sdk_fields - set(raw)}"
     assert [k for k in NON_NULL if raw[k] is None] == []
@@ -193,13 +193,13 @@ def test_request_errors(serve: Any) -> None:
         [{"type": "item_reference", "id": "msg_unknown"}],
     ]
     for bad in bad_inputs:
-        answer = httpx.post(f"{url}/v1/responses", json={"model": "m", "input": bad}, timeout=10)
+        answer = httpx.post(f"{url}/v1/responses", json={"model": "m", "input": bad}, timeout=30)
         assert answer.status_code in (400, 404), (bad, answer.text)
         assert answer.json()["error"]["param"].startswith("input[0]")
-    empty = httpx.post(f"{url}/v1/responses", json={"model": "m", "input": []}, timeout=10)
+    empty = httpx.post(f"{url}/v1/responses", json={"model": "m", "input": []}, timeout=30)
     assert empty.status_code == 400 and empty.json()["error"]["param"] == "input"
     answer = httpx.post(f"{url}/v1/responses", json={"model": "m", "input": "x",
-                                                     "tools": [{"type": "web_search"}]}, timeout=10)
+                                                     "tools": [{"type": "web_search"}]}, timeout=30)
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "unsupported_tool"
     assert len(engine.prompts) == 1  # no bad request reached the engine
 
@@ -217,7 +217,7 @@ def test_item_reference_resolves_a_stored_item(serve: Any) -> None:
 
 def test_server_timing_separates_engine_and_gateway_time(serve: Any) -> None:
     url = serve(ScriptedEngine(delay=0.02))
-    answer = httpx.post(f"{url}/v1/responses", json={"model": "m", "input": "a b c"}, timeout=10)
+    answer = httpx.post(f"{url}/v1/responses", json={"model": "m", "input": "a b c"}, timeout=30)
     timing = dict(part.strip().split(";dur=") for part in answer.headers["server-timing"].split(","))
     assert float(timing["engine"]) >= 4 * 20  # four pieces, 20 ms each, all inside the engine
     assert float(timing["gateway"]) >= 0

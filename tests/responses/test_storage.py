@@ -57,7 +57,7 @@ def test_retrieve_delete_and_input_items_paging(serve: Any) -> None:
 def test_delete_answers_the_documented_body(serve: Any) -> None:
     url = serve(ScriptedEngine())
     rid = sdk(url).responses.create(model="m", input="x").id
-    assert httpx.delete(f"{url}/v1/responses/{rid}", timeout=10).json() == {
+    assert httpx.delete(f"{url}/v1/responses/{rid}", timeout=30).json() == {
         "id": rid, "object": "response.deleted", "deleted": True}
 
 
@@ -142,7 +142,7 @@ def test_sigkill_during_a_burst_loses_no_acknowledged_response(tmp_path: Path) -
 
     def writer(n: int) -> None:
         previous = None
-        with httpx.Client(timeout=10) as http:
+        with httpx.Client(timeout=30) as http:
             while not stop.is_set():
                 try:
                     answer = http.post(f"http://127.0.0.1:{port}/v1/responses", json={
@@ -171,7 +171,7 @@ def test_sigkill_during_a_burst_loses_no_acknowledged_response(tmp_path: Path) -
     restarted = _serve_subprocess(tmp_path, free_port())
     try:
         port = int(restarted.args[restarted.args.index("--port") + 1])
-        with httpx.Client(timeout=10) as http:
+        with httpx.Client(timeout=30) as http:
             for rid in acknowledged:
                 answer = http.get(f"http://127.0.0.1:{port}/v1/responses/{rid}")
                 assert answer.status_code == 200 and answer.json()["status"] == "completed", rid
@@ -188,6 +188,6 @@ def test_sigkill_during_a_burst_loses_no_acknowledged_response(tmp_path: Path) -
 
 def test_health_reports_the_database(server_factory: Any, tmp_path: Path) -> None:
     url = server_factory()
-    component = httpx.get(f"{url}/health", timeout=10).json()["components"]["responses"]
+    component = httpx.get(f"{url}/health", timeout=30).json()["components"]["responses"]
     assert component["state"] == "ready" and component["db_path"] == str(tmp_path / "responses.db")
     assert component["schema_version"] == len(MIGRATIONS)

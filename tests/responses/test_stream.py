@@ -49,7 +49,7 @@ def test_event_order_is_strict(serve: Any, reply: Any) -> None:
     assert names == [e["type"] for e in events]
     final = check_event_order(events)
     assert final["status"] == "completed" and events[-1]["type"] == "response.completed"
-    stored = httpx.get(f"{url}/v1/responses/{final['id']}", timeout=10).json()
+    stored = httpx.get(f"{url}/v1/responses/{final['id']}", timeout=30).json()
     assert stored == final
     kinds = [e["type"] for e in events]
     if reply is None:  # a tool is offered and the user spoke: one function call
@@ -88,7 +88,7 @@ def test_failure_mid_stream_is_an_error_event_then_failed(serve: Any) -> None:
     assert events[-2]["code"] == "server_error" and events[-2]["message"]
     assert final["status"] == "failed" and final["error"]["code"] == "server_error"
     assert final["output"][0]["content"][0]["text"] == "Echo: many" and final["output"][0]["status"] == "incomplete"
-    stored = httpx.get(f"{url}/v1/responses/{final['id']}", timeout=10).json()
+    stored = httpx.get(f"{url}/v1/responses/{final['id']}", timeout=30).json()
     assert stored["status"] == "failed"
 
 
@@ -107,11 +107,11 @@ def test_client_leaving_stops_generation_and_saves_what_was_made(serve: Any) -> 
             if line.startswith("data: ") and '"response.created"' in line:
                 rid = line.split('"id":"', 1)[1].split('"', 1)[0]
     def stored_cancelled() -> bool:
-        answer = httpx.get(f"{url}/v1/responses/{rid}", timeout=10)
+        answer = httpx.get(f"{url}/v1/responses/{rid}", timeout=30)
         return answer.status_code == 200 and answer.json()["status"] == "cancelled"
 
-    wait_for(stored_cancelled, timeout=10)
-    stored = httpx.get(f"{url}/v1/responses/{rid}", timeout=10).json()
+    wait_for(stored_cancelled, timeout=30)
+    stored = httpx.get(f"{url}/v1/responses/{rid}", timeout=30).json()
     assert engine.outcomes == ["aborted"]
     text = stored["output"][0]["content"][0]["text"]
     assert text.startswith("Echo: w0") and len(text.split()) < 100
@@ -124,6 +124,6 @@ def test_a_plain_request_whose_client_hangs_up_stops_too(serve: Any, tmp_path: A
     words = " ".join(f"w{i}" for i in range(400))  # 20 s if it ran to the end
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{url}/v1/responses", json={"model": "m", "input": words}, timeout=0.5)
-    wait_for(lambda: engine.outcomes == ["aborted"], timeout=10)
+    wait_for(lambda: engine.outcomes == ["aborted"], timeout=30)
     with sqlite3.connect(tmp_path / "responses.db") as db:
-        wait_for(lambda: db.execute("SELECT status FROM responses").fetchall() == [("cancelled",)], timeout=10)
+        wait_for(lambda: db.execute("SELECT status FROM responses").fetchall() == [("cancelled",)], timeout=30)
