@@ -82,7 +82,9 @@ def test_prerecorded_ogg_utterances_and_errors(sphinx_server) -> None:
     assert utterances[0]["end"] <= utterances[1]["start"]
     assert "garden" in utterances[0]["transcript"] and "pizza" in utterances[1]["transcript"]
 
-    ogg = httpx.post(base + "/v1/listen", content=(AUDIO / "doctor.ogg").read_bytes(), headers=auth, timeout=60)
+    # behind a path prefix (an SDK v5+ `environment.base` of http://host/edge/stt)
+    ogg = httpx.post(base + "/edge/stt/v1/listen", content=(AUDIO / "doctor.ogg").read_bytes(), headers=auth,
+                     timeout=60)
     assert ogg.status_code == 200 and "utterances" not in ogg.json()["results"]
     assert "doctor" in ogg.json()["results"]["channels"][0]["alternatives"][0]["transcript"]
 

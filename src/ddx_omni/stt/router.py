@@ -36,6 +36,8 @@ for path in ("/v1/listen/dg", "/v1/listen", "/{prefix:path}/v1/listen"):
 
 @http_router.post("/v1/listen", response_model=PrerecordedResponse, response_model_exclude_none=True,
                   summary="Pre-recorded transcription (Deepgram-compatible): raw audio body, same query parameters")
+@http_router.post("/{prefix:path}/v1/listen", response_model=PrerecordedResponse, response_model_exclude_none=True,
+                  include_in_schema=False)  # SDK v5+ `environment.base` with a path prefix
 async def listen_prerecorded(request: Request) -> PrerecordedResponse:
     service: SttService = request.app.state.stt
     if request.headers.get("content-type", "").startswith("application/json"):
