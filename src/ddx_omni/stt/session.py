@@ -8,6 +8,7 @@ Nothing blocking runs on the event loop, so one slow session never delays anothe
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import time
@@ -75,9 +76,12 @@ class Session:
         self._queue: asyncio.Queue[Item] = asyncio.Queue(QUEUE_FRAMES)
         self._transcriber: Transcriber | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._inflight: concurrent.futures.Future[Any] | None = None
 
     async def _in_executor(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.engine.executor, fn, *args)
+        # kept: a cancelled await does not stop a running job, and cleanup must not race it
+        self._inflight = self.engine.executor.submit(fn, *args)
+        return await asyncio.wrap_future(self._inflight)
 
     async def run(self) -> None:
         STT_SESSIONS_ACTIVE.inc()
@@ -99,8 +103,10 @@ class Session:
         if self._worker is not None and not self._worker.done():
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
+        if self._inflight is not None:  # let a job already running on the stream finish before releasing it
+            await asyncio.gather(asyncio.wrap_future(self._inflight), return_exceptions=True)
         if self._transcriber is not None and self.close_code != 1000:
-            self._transcriber.abort()  # cheap (closes a pipe, drops buffers); the executor may be shut down
+            self._transcriber.abort()  # cheap (closes a pipe, returns a decoder); the executor may be shut down
         STT_SESSIONS.labels(self.engine.name, str(self.close_code or 1005)).inc()
 
     async def _receive(self) -> None:

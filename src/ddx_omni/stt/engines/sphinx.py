@@ -7,7 +7,8 @@ and the CMN that pass measured seeds the incremental decoder, which is then as a
 
 pocketsphinx holds the GIL while it decodes, so that whole-segment pass runs in a small process pool: on a
 thread it would stall the event loop, and every other session, for its duration. The incremental decoder
-stays in the session's thread, where a 64 ms chunk holds the GIL for ~10 ms.
+stays in the session's thread, where a 64 ms chunk holds the GIL for ~10 ms; idle ones are kept for the next
+session, since building one holds the GIL for ~0.2 s.
 """
 
 from __future__ import annotations
@@ -101,15 +102,39 @@ def decode_whole(audio: bytes, processes: int) -> tuple[list[RecognizedWord], st
         return decode_pool(processes).submit(decode_segment, audio).result()
 
 
+class DecoderCache:
+    """Idle incremental decoders, reused across sessions: building one loads the model and holds the GIL ~0.2 s."""
+
+    def __init__(self, keep: int) -> None:
+        self._keep = keep
+        self._idle: list[pocketsphinx.Decoder] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> pocketsphinx.Decoder:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return _decoder()
+
+    def give(self, decoder: pocketsphinx.Decoder, in_utterance: bool) -> None:
+        if in_utterance:
+            decoder.end_utt()
+        decoder.set_cmn(decoder.config["cmninit"])  # the next session starts from the generic prior again
+        with self._lock:
+            if len(self._idle) < self._keep:
+                self._idle.append(decoder)
+
+
 class SphinxStream:
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, decoders: DecoderCache) -> None:
         self._processes = processes
-        self._live = _decoder()
+        self._decoders = decoders
+        self._live: pocketsphinx.Decoder | None = decoders.take()
         self._started = False
         self._cold: list[bytes] | None = []  # the segment's audio, kept until the CMN is seeded
 
     def accept(self, samples: np.ndarray) -> None:
-        if samples.size == 0:  # process_raw(b"") raises IndexError
+        if samples.size == 0 or self._live is None:  # process_raw(b"") raises IndexError
             return
         pcm = _pcm(samples)
         if self._cold is not None:
@@ -120,12 +145,12 @@ class SphinxStream:
         self._live.process_raw(pcm, False, False)
 
     def partial(self) -> list[RecognizedWord]:
-        if not self._started or self._live.hyp() is None:
+        if self._live is None or not self._started or self._live.hyp() is None:
             return []
         return _words(self._live)
 
     def finish(self) -> list[RecognizedWord]:
-        if not self._started:
+        if self._live is None or not self._started:
             return []
         self._live.process_raw(_TAIL, False, False)
         self._live.end_utt()
@@ -141,6 +166,9 @@ class SphinxStream:
         return words
 
     def close(self) -> None:
+        live, self._live = self._live, None
+        if live is not None:
+            self._decoders.give(live, in_utterance=self._started)
         self._cold = None
 
 
@@ -154,12 +182,14 @@ class SphinxEngine:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stt-sphinx")
         self._processes = processes
         decode_pool(processes)  # start the workers now: fail at start, not at the first session
+        self._decoders = DecoderCache(keep=workers)
+        self._decoders.give(_decoder(), in_utterance=False)  # the first session does not wait for one
 
     def supports_language(self, language: str) -> bool:
         return base_language(language) == "en"
 
     def open_stream(self, language: str, interim: bool) -> SphinxStream:
-        return SphinxStream(self._processes)
+        return SphinxStream(self._processes, self._decoders)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
