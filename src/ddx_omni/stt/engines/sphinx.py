@@ -21,7 +21,7 @@ import os
 import re
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
@@ -34,6 +34,9 @@ _NOT_WORDS = re.compile(r"^(<.*>|\[.*\]|\+\+.*\+\+)$")
 _ALTERNATE = re.compile(r"\(\d+\)$")
 # Quiet noise after a segment: the search only commits the last word once it sees silence after it, and an
 # endpoint cuts the segment ~0.3 s into the pause. (Digital zeros would upset the energy features.)
+# Audio (incl. leading silence) whose whole decode gives a CMN as good as the full segment's (measured on the
+# fixtures: 1 s is not enough, 2 s is).
+SEED_BYTES = 2 * SAMPLE_RATE * 2
 _TAIL = (np.random.default_rng(0).normal(0, 8, SAMPLE_RATE * 3 // 10)).astype("<i2").tobytes()
 
 
@@ -93,13 +96,20 @@ def decode_pool(processes: int) -> ProcessPoolExecutor:
     return pool
 
 
-def decode_whole(audio: bytes, processes: int) -> tuple[list[RecognizedWord], str]:
-    """`decode_segment` in the pool; a pool whose worker died (killed, out of memory) is replaced once."""
+def submit_whole(audio: bytes, processes: int) -> Future[tuple[list[RecognizedWord], str]]:
+    """`decode_segment` in the pool; a pool whose worker died (killed, out of memory) is replaced."""
     try:
-        return decode_pool(processes).submit(decode_segment, audio).result()
+        return decode_pool(processes).submit(decode_segment, audio)
     except BrokenProcessPool:
         decode_pool.cache_clear()
-        return decode_pool(processes).submit(decode_segment, audio).result()
+        return decode_pool(processes).submit(decode_segment, audio)
+
+
+def decode_whole(audio: bytes, processes: int) -> tuple[list[RecognizedWord], str]:
+    try:
+        return submit_whole(audio, processes).result()
+    except BrokenProcessPool:  # it broke while decoding: once more on a fresh pool
+        return submit_whole(audio, processes).result()
 
 
 class DecoderCache:
@@ -132,17 +142,46 @@ class SphinxStream:
         self._live: pocketsphinx.Decoder | None = decoders.take()
         self._started = False
         self._cold: list[bytes] | None = []  # the segment's audio, kept until the CMN is seeded
+        self._seed: Future[tuple[list[RecognizedWord], str]] | None = None  # whole-decode of the first SEED_S
+        self._seed_at = SEED_BYTES  # cold audio needed before (another) seed decode
 
     def accept(self, samples: np.ndarray) -> None:
         if samples.size == 0 or self._live is None:  # process_raw(b"") raises IndexError
             return
         pcm = _pcm(samples)
-        if self._cold is not None:
-            self._cold.append(pcm)
         if not self._started:
             self._live.start_utt()
             self._started = True
         self._live.process_raw(pcm, False, False)
+        if self._cold is not None:
+            self._cold.append(pcm)
+            self._seed_cmn()
+
+    def _seed_cmn(self) -> None:
+        """Seed the CMN mid-utterance from a whole decode of the segment's first seconds, then re-run the live
+        decoder over the segment with it: the segment's final then needs no whole decode at the endpoint."""
+        assert self._cold is not None and self._live is not None
+        if self._seed is None:
+            size = sum(len(chunk) for chunk in self._cold)
+            if size >= self._seed_at:
+                self._seed = submit_whole(b"".join(self._cold), self._processes)
+                self._seed_at = size + SEED_BYTES
+            return
+        if not self._seed.done():
+            return
+        seed, self._seed = self._seed, None
+        try:
+            words, cmn = seed.result()
+        except Exception:  # a broken pool: the final's whole decode will try again
+            return
+        if not words:  # only silence so far: no usable estimate yet
+            return
+        self._live.end_utt()
+        self._live.set_cmn(cmn)
+        self._live.start_utt()
+        audio, self._cold = b"".join(self._cold), None
+        for at in range(0, len(audio), 4096):  # in pieces: each holds the GIL for a few ms only
+            self._live.process_raw(audio[at:at + 4096], False, False)
 
     def partial(self) -> list[RecognizedWord]:
         if self._live is None or not self._started or self._live.hyp() is None:
@@ -158,7 +197,7 @@ class SphinxStream:
         live = _words(self._live) if self._live.hyp() is not None else []
         if self._cold is None:
             return live
-        audio, self._cold = b"".join(self._cold), []
+        audio, self._cold, self._seed, self._seed_at = b"".join(self._cold), [], None, SEED_BYTES
         words, cmn = decode_whole(audio, self._processes)
         if words:  # a segment with speech measured a usable CMN: from now on the live pass is enough
             self._live.set_cmn(cmn)
@@ -169,7 +208,7 @@ class SphinxStream:
         live, self._live = self._live, None
         if live is not None:
             self._decoders.give(live, in_utterance=self._started)
-        self._cold = None
+        self._cold = self._seed = None
 
 
 class SphinxEngine:
