@@ -1,13 +1,15 @@
 """pocketsphinx engine: the US-English model that ships in the wheel, so it works anywhere with no download.
 
 Each session decodes incrementally (`full_utt=False`), so a final costs only the end of the search. But the
-live cepstral-mean (CMN) estimate starts from a generic prior and misrecognises a session's first seconds;
-so the session's first segment with speech is decoded whole (`full_utt=True`, batch CMN over the segment),
-and the CMN that pass measured seeds the incremental decoder, which is then as accurate as the batch pass.
+live cepstral-mean (CMN) estimate starts from a generic prior and misrecognises a session's first seconds.
+So once the session's first segment holds 2 s of audio, those seconds are decoded whole (`full_utt=True`,
+batch CMN) in the background; the CMN that pass measured seeds the incremental decoder, which re-runs the
+segment so far and is from then on as accurate as the batch pass. A first segment that ends before the seed
+is ready is decoded whole at its endpoint.
 
-pocketsphinx holds the GIL while it decodes, so that whole-segment pass runs in a small process pool: on a
-thread it would stall the event loop, and every other session, for its duration. The incremental decoder
-stays in the session's thread, where a 64 ms chunk holds the GIL for ~10 ms; idle ones are kept for the next
+pocketsphinx holds the GIL while it decodes, so whole decodes run in a small process pool: on a thread they
+would stall the event loop, and every other session, for their duration. The incremental decoder stays in
+the session's thread, where a 64 ms chunk holds the GIL for ~10 ms; idle ones are kept for the next
 session, since building one holds the GIL for ~0.2 s.
 """
 
