@@ -81,7 +81,7 @@ def get_json(url: str, **kw: Any) -> Any:
     return httpx.get(url, timeout=10, **kw).json()
 
 
-def _build_model(out_dir: Path, seed: int) -> Path:
+def _build_model(out_dir: Path, seed: int, preset: str = "tiny") -> Path:
     """scripts/make_model.py's build_model (scripts/ is not a package, so it is loaded by path)."""
     import importlib.util
 
@@ -89,7 +89,7 @@ def _build_model(out_dir: Path, seed: int) -> Path:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.build_model(out_dir, preset="tiny", seed=seed)
+    return module.build_model(out_dir, preset=preset, seed=seed)
 
 
 @pytest.fixture(scope="session")

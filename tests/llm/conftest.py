@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import build_settings, live_server, wait_for
+from tests.conftest import _build_model, build_settings, live_server, wait_for
 
 EOS_BIAS = -100.0  # pushes <|im_end|> out of reach, so generations run to max_tokens
 
@@ -61,15 +61,8 @@ def server_with(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], str]]:
 
 @pytest.fixture(scope="session")
 def tool_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model scripted to answer every prompt with one get_weather(city=Berlin) tool call."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("ddx_make_model_llm", Path(__file__).parents[2] / "scripts" /
-                                                  "make_model.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build_model(tmp_path_factory.mktemp("tool_model"), preset="tool", seed=0)
+    """The tiny model scripted to answer every prompt with a short reasoning and one get_weather(city=Berlin) call."""
+    return _build_model(tmp_path_factory.mktemp("tool_model"), seed=0, preset="tool")
 
 
 @pytest.fixture(scope="module")
