@@ -219,7 +219,9 @@ def test_server_timing_separates_engine_and_gateway_time(serve: Any) -> None:
     url = serve(ScriptedEngine(delay=0.02))
     answer = httpx.post(f"{url}/v1/responses", json={"model": "m", "input": "a b c"}, timeout=30)
     timing = dict(part.strip().split(";dur=") for part in answer.headers["server-timing"].split(","))
-    assert float(timing["engine"]) >= 4 * 20  # four pieces, 20 ms each, all inside the engine
+    # four pieces, 20 ms each, all inside the engine; uvloop's timers may fire up to 1 ms early (libuv's
+    # millisecond clock), so a piece is at least 19 ms of wall time
+    assert float(timing["engine"]) >= 4 * 19
     assert float(timing["gateway"]) >= 0
 
 

@@ -66,11 +66,9 @@ class AuthSettings(_Section):
     _csv = field_validator("api_keys", mode="before")(_split_csv)
 
 
-class ModelEntry(_Section):
-    """One registry entry; extras left out are read from a local model's config.json and weights."""
+class ModelExtras(_Section):
+    """What the registry tells about a model beyond OpenAI's fields (the seed's clients read these)."""
 
-    id: str
-    path: str | None = None  # hub repo or local directory; defaults to `id`
     family: str | None = None
     arch: str | None = None
     total_params_b: float | None = None
@@ -78,6 +76,13 @@ class ModelEntry(_Section):
     context_window: int | None = None
     multimodal: bool = False
     label: str | None = None
+
+
+class ModelEntry(ModelExtras):
+    """One registry entry; extras left out are read from a local model's config.json and weights."""
+
+    id: str
+    path: str | None = None  # hub repo or local directory; defaults to `id`
 
 
 DEFAULT_MODEL = "mlx-community/Qwen3-4B-Instruct-2507-4bit"

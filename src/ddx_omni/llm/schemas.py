@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..core.settings import ModelExtras
+
 
 class _Lenient(BaseModel):
     # OpenAI clients send fields this server does not use (user, metadata, store, …): accept and ignore them.
@@ -143,20 +145,13 @@ class ChatCompletionChunk(BaseModel):
     usage: UsageOut | None = None
 
 
-class ModelCard(BaseModel):
+class ModelCard(ModelExtras):
     """OpenAI's model object plus the registry extras the seed's clients read."""
 
     id: str
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "ddx-omni"
-    family: str | None = None
-    arch: str | None = None
-    total_params_b: float | None = None
-    quantization: str | None = None
-    context_window: int | None = None
-    multimodal: bool = False
-    label: str | None = None
 
 
 class ModelList(BaseModel):

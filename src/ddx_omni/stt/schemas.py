@@ -105,8 +105,9 @@ class Results(BaseModel):
     metadata: ResultsMetadata
 
 
-class Metadata(BaseModel):
-    type: Literal["Metadata"] = "Metadata"
+class PrerecordedMetadata(BaseModel):
+    """The stream's summary: the pre-recorded response's `metadata`, and (with `type`) the live Metadata frame."""
+
     transaction_key: str = "deprecated"
     request_id: str
     sha256: str
@@ -115,6 +116,10 @@ class Metadata(BaseModel):
     channels: int
     models: list[str]
     model_info: dict[str, ModelInfo]
+
+
+class Metadata(PrerecordedMetadata):
+    type: Literal["Metadata"] = "Metadata"
 
 
 class SpeechStarted(BaseModel):
@@ -174,17 +179,6 @@ class PrerecordedChannel(BaseModel):
 class PrerecordedResults(BaseModel):
     channels: list[PrerecordedChannel]
     utterances: list[Utterance] | None = None
-
-
-class PrerecordedMetadata(BaseModel):
-    transaction_key: str = "deprecated"
-    request_id: str
-    sha256: str
-    created: str
-    duration: float
-    channels: int
-    models: list[str]
-    model_info: dict[str, ModelInfo]
 
 
 class PrerecordedResponse(BaseModel):

@@ -215,7 +215,5 @@ def transcribe_file(engine: AsrEngine, options: ListenOptions, settings: SttSett
                   for f in finals for alt in f.channel.alternatives if alt.transcript] if options.utterances else None
     meta = transcriber.metadata()
     return PrerecordedResponse(
-        metadata=PrerecordedMetadata(request_id=request_id, sha256=meta.sha256, created=meta.created,
-                                     duration=meta.duration, channels=meta.channels, models=meta.models,
-                                     model_info=meta.model_info),
+        metadata=PrerecordedMetadata(**{**meta.model_dump(exclude={"type"}), "request_id": request_id}),
         results=PrerecordedResults(channels=[PrerecordedChannel(alternatives=[whole])], utterances=utterances))
