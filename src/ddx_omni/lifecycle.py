@@ -480,15 +480,20 @@ def end_group(pgid: int) -> int:
     if not left or _wait_exit(left, GROUP_GRACE_S):  # helpers that exit on their own, as they should
         return 0
     left = [proc for proc in left if not _has_exited(proc)]
-    for proc in left:
+    terminate_all(left)
+    return len(left)
+
+
+def terminate_all(procs: list[psutil.Process]) -> None:
+    """SIGTERM each, then SIGKILL whatever has not exited after KILL_WAIT_S."""
+    for proc in procs:
         with contextlib.suppress(psutil.Error):
             proc.terminate()
-    if left and not _wait_exit(left, KILL_WAIT_S):
-        for proc in left:
+    if procs and not _wait_exit(procs, KILL_WAIT_S):
+        for proc in procs:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
-        _wait_exit(left, KILL_WAIT_S)
-    return len(left)
+        _wait_exit(procs, KILL_WAIT_S)
 
 
 def _has_exited(proc: psutil.Process) -> bool:
@@ -649,13 +654,7 @@ def end_children() -> int:
     multiprocessing's resource tracker is left alone: it ignores SIGTERM by design, exits by itself once this
     process has, and on the way removes the semaphores the workers left in /dev/shm."""
     children = [c for c in psutil.Process().children(recursive=True) if not _is_resource_tracker(c)]
-    for child in children:
-        with contextlib.suppress(psutil.Error):
-            child.terminate()
-    if children and not _wait_exit(children, KILL_WAIT_S):
-        for child in children:
-            with contextlib.suppress(psutil.Error):
-                child.kill()
+    terminate_all(children)
     if children:
         logging.getLogger("ddx_omni").info("ended %d helper process(es) left running at shutdown", len(children))
     return len(children)
