@@ -24,6 +24,7 @@ from .output import OutputParser
 from .structured import GrammarProcessor, grammar_for, grammar_tokenizer
 
 _END = object()
+_FIRST_HANDOFF_S = 0.05  # longest a worker waits for the event loop to take the first token
 
 
 class _Cancelled(Exception):
@@ -162,11 +163,23 @@ class MlxEngine:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
 
+        first = threading.Event()  # set once the event loop holds the first item
+
+        def put(item: Any) -> None:
+            queue.put_nowait(item)
+            first.set()
+
         def emit(item: Any) -> None:
             try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
+                loop.call_soon_threadsafe(put, item)
             except RuntimeError:  # the loop has closed (server shutting down): nobody is listening
-                pass
+                return
+            # The first token waits (GIL released) until the loop has it: right after it, mlx-lm calls
+            # mx.clear_cache(), which frees the prompt's buffers while holding the GIL (~45 ms on a 0.6B float32
+            # model), and uvloop's wakeup does not release the GIL, so the token would reach the client that much
+            # later. The next token is already being computed meanwhile; the wait is bounded all the same.
+            if not first.is_set():
+                first.wait(_FIRST_HANDOFF_S)
 
         job = _Job(params=params, emit=emit, started=time.perf_counter())
         self._jobs.add(job)
