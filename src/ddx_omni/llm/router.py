@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
-import json
-import time
-import uuid
 import asyncio
 import contextlib
+import json
 import logging
+import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
+from ..core.disconnect import finished_before_hangup
 from ..core.errors import ApiError, ContextTooLong, LlmError, RequestInvalid, error_body
 from .engine import ChatDelta, ChatEngine, ChatParams, ToolCall, Usage
 from .schemas import (
-    AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice, ChunkChoice, ChunkDelta,
-    CurrentModel, FunctionCall, LoadRequest, LoadResult, ModelCard, ModelList, PromptTokensDetails,
-    ToolCallOut, UsageOut,
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChunkChoice,
+    ChunkDelta,
+    CurrentModel,
+    FunctionCall,
+    LoadRequest,
+    LoadResult,
+    ModelCard,
+    ModelList,
+    PromptTokensDetails,
+    ToolCallOut,
+    UsageOut,
 )
 from .service import LlmService
 
@@ -146,17 +160,7 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | None
     """`work`'s result, or None when the client went away first (then `work` is cancelled, and with it the
     generation it waits on)."""
     task = asyncio.ensure_future(work)
-
-    async def watch() -> None:
-        while not await request.is_disconnected():
-            await asyncio.sleep(DISCONNECT_POLL_S)
-
-    watcher = asyncio.ensure_future(watch())
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if task.done():
+    if await finished_before_hangup(task, request.is_disconnected, DISCONNECT_POLL_S):
         return task.result()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

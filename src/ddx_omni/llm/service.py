@@ -70,12 +70,11 @@ class LlmService:
             return MockEngine(model_id or self.model_id)
         # Any registered id is answered by the loaded model (the response's `model` says which): swapping is
         # POST /v1/models/load's job, so that clients with a hard-coded model name cannot undo an operator's swap.
-        if model_id is not None and resolve(self.registry, model_id) is None:
-            raise ModelNotFound(f"Model '{model_id}' is not in the registry",
-                                "GET /v1/models lists the ids this server knows", param="model")
+        if model_id is not None:
+            self._registered(model_id, param="model")
         try:
             await asyncio.wait_for(self._settled.wait(), timeout=self.settings.llm.load_wait_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ModelUnavailable(f"Model {self.model_id} is still loading",
                                    f"waited {self.settings.llm.load_wait_s:g} s; retry later") from None
         if self._engine is None:
@@ -85,10 +84,7 @@ class LlmService:
     async def load(self, model_id: str) -> dict[str, Any]:
         if not self.real:
             raise ModelNotFound(f"Cannot load {model_id}", "server not in real-model mode", param="model_id")
-        entry = resolve(self.registry, model_id)
-        if entry is None:
-            raise ModelNotFound(f"Model '{model_id}' is not in the registry",
-                                "GET /v1/models lists the ids this server knows", param="model_id")
+        entry = self._registered(model_id, param="model_id")
         async with self._swap_lock:
             if entry.id == self.model_id and self._engine is not None:
                 return {"swapped": False, "load_ms": 0, "loaded": entry.id}
@@ -96,6 +92,13 @@ class LlmService:
         if self._engine is None:
             raise ModelUnavailable(f"Model {entry.id} could not be loaded", self.model_error)
         return {"swapped": True, "load_ms": self.last_load_ms or 0, "loaded": entry.id}
+
+    def _registered(self, model_id: str, param: str) -> ModelEntry:
+        entry = resolve(self.registry, model_id)
+        if entry is None:
+            raise ModelNotFound(f"Model '{model_id}' is not in the registry",
+                                "GET /v1/models lists the ids this server knows", param=param)
+        return entry
 
     async def _swap_to(self, entry: ModelEntry) -> None:
         async with self._swap_lock:

@@ -9,12 +9,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..core.disconnect import finished_before_hangup
 from ..core.settings import Settings
 from ..llm.engine import ChatEngine, ChatParams
 from . import items as it
 from .events import DONE, EventLog, encode
-from .schemas import (CONVERSATION_ITEMS_MAX, CreateResponseRequest, bad_request, check_metadata,
-                      conversation_object, list_object, new_id, not_found, response_object)
+from .schemas import (
+    CONVERSATION_ITEMS_MAX,
+    CreateResponseRequest,
+    bad_request,
+    check_metadata,
+    conversation_object,
+    list_object,
+    new_id,
+    not_found,
+    response_object,
+)
 from .store import Store
 from .turn import TERMINAL_EVENTS, Turn, TurnPlan
 
@@ -104,14 +114,11 @@ class ResponsesService:
     async def _wait_unless_left(self, turn: Turn, disconnected: Callable[[], Awaitable[bool]] | None) -> None:
         """Wait for the turn; a client that hung up meanwhile stops it (it is saved as cancelled)."""
         assert turn.task is not None
-        while True:
-            done, _ = await asyncio.wait([turn.task], timeout=DISCONNECT_POLL_S)
-            if done:
-                return
-            if disconnected is not None and await disconnected():
-                turn.stop("cancelled")
-                await asyncio.wait([turn.task])
-                return
+        if disconnected is None:
+            await asyncio.wait([turn.task])
+        elif not await finished_before_hangup(turn.task, disconnected, DISCONNECT_POLL_S):
+            turn.stop("cancelled")
+            await asyncio.wait([turn.task])
 
     async def _sse(self, turn: Turn, queue: asyncio.Queue[dict[str, Any]], detach_stops: bool) -> AsyncIterator[bytes]:
         ended = False

@@ -1,0 +1,21 @@
+"""Waiting for the work of a plain (non-streamed) HTTP request while watching whether its client hung up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+
+async def finished_before_hangup(task: asyncio.Future[Any], disconnected: Callable[[], Awaitable[bool]],
+                                 poll_s: float) -> bool:
+    """True once `task` is done; False as soon as `disconnected()` says the client has gone.
+
+    The task is left running then: each caller stops its work its own way (cancel it, or let it save what it
+    produced)."""
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=poll_s)
+        if done:
+            return True
+        if await disconnected():
+            return False
