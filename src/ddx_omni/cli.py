@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,14 +21,14 @@ app = typer.Typer(help="ddx-omni: local LLM, live speech-to-text and the Respons
                   epilog=EXIT_CODES_HELP, no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML file (else ./config.toml, else "
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML file (else ./config.toml, else "
                                                                     "~/.config/ddx-omni/config.toml)")]
-HostOpt = Annotated[Optional[str], typer.Option(help="Interface to bind (server.host)")]
-PortOpt = Annotated[Optional[int], typer.Option(help="Port (server.port)")]
-LogLevelOpt = Annotated[Optional[str], typer.Option("--log-level", help="critical|error|warning|info|debug")]
-RealOpt = Annotated[Optional[bool], typer.Option("--real/--mock", help="Serve a real MLX model, or the mock")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Model id or path to load at start")]
-SttEngineOpt = Annotated[Optional[str], typer.Option("--stt-engine", help="auto|parakeet|sphinx")]
+HostOpt = Annotated[str | None, typer.Option(help="Interface to bind (server.host)")]
+PortOpt = Annotated[int | None, typer.Option(help="Port (server.port)")]
+LogLevelOpt = Annotated[str | None, typer.Option("--log-level", help="critical|error|warning|info|debug")]
+RealOpt = Annotated[bool | None, typer.Option("--real/--mock", help="Serve a real MLX model, or the mock")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Model id or path to load at start")]
+SttEngineOpt = Annotated[str | None, typer.Option("--stt-engine", help="auto|parakeet|sphinx")]
 
 
 def resolve_settings(config: Path | None, **flags: Any) -> Settings:

@@ -20,7 +20,7 @@ from ..conftest import wait_for
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    import audioop  # the stdlib G.711 codec (deprecated, still in 3.11): an independent reference for tests
+    import audioop  # noqa: F401 (re-exported to the tests) the stdlib G.711 codec (deprecated, still in 3.11): an independent reference for tests
 
 AUDIO = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
 FRAME_BYTES = 2048  # 64 ms of 16 kHz linear16, as the seed's Python client sends

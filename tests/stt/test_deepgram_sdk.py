@@ -8,10 +8,15 @@ import httpx
 import pytest
 from deepgram import AsyncDeepgramClient, DeepgramClient
 from deepgram.environment import DeepgramClientEnvironment
-from deepgram.listen.v1.types import (ListenV1Configure, ListenV1ConfigureFailure, ListenV1ConfigureSuccess,
-                                     ListenV1Metadata, ListenV1Results)
+from deepgram.listen.v1.types import (
+    ListenV1Configure,
+    ListenV1ConfigureFailure,
+    ListenV1ConfigureSuccess,
+    ListenV1Metadata,
+    ListenV1Results,
+)
 
-from .conftest import AUDIO, content_words, fixture_pcm, FRAME_BYTES
+from .conftest import AUDIO, FRAME_BYTES, content_words, fixture_pcm
 
 KEY = "sdk-key"
 

@@ -11,8 +11,19 @@ import numpy as np
 import pytest
 
 from ..conftest import wait_for
-from .conftest import (AUDIO, CLOSE, FINALIZE, KEEPALIVE, audioop, content_words, fixture_pcm, frames_of,
-                       run_session, stt_health, ws_url)
+from .conftest import (
+    AUDIO,
+    CLOSE,
+    FINALIZE,
+    KEEPALIVE,
+    audioop,
+    content_words,
+    fixture_pcm,
+    frames_of,
+    run_session,
+    stt_health,
+    ws_url,
+)
 
 SILENCE_1S = bytes(32000)
 CLOSED_1000 = 'ddx_stt_sessions_total{close_code="1000",engine="sphinx"}'

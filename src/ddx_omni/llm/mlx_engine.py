@@ -147,7 +147,7 @@ class MlxEngine:
         try:
             text = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
         except Exception as exc:  # jinja raises on conversations its template refuses (e.g. role order)
-            raise RequestInvalid(f"The model's chat template rejected the messages: {exc}", param="messages")
+            raise RequestInvalid(f"The model's chat template rejected the messages: {exc}", param="messages") from None
         text += forced_prefix(params, tokenizer.tool_call_start, self._parser_type)
         return list(tokenizer.encode(text, add_special_tokens=False))
 
@@ -378,7 +378,7 @@ class MlxEngine:
         self._closing = True
         try:
             await asyncio.wait_for(self._idle.wait(), timeout=drain_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             for job in list(self._jobs):
                 job.unloaded = True
                 job.cancel.set()

@@ -7,8 +7,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from .schemas import AddItemsRequest, CreateConversationRequest, CreateResponseRequest, UpdateConversationRequest, \
-    bad_request
+from .schemas import (
+    AddItemsRequest,
+    CreateConversationRequest,
+    CreateResponseRequest,
+    UpdateConversationRequest,
+    bad_request,
+)
 from .service import ResponsesService
 
 router = APIRouter(prefix="/v1", tags=["responses"])

@@ -16,10 +16,29 @@ import numpy as np
 from ..core.settings import SttSettings
 from .audio import make_decoder
 from .engines import AsrEngine, RecognizedWord
-from .schemas import (CONFIGURABLE, Alternative, Channel, ConfigureFailure, ConfigureSuccess, Control, Frame,
-                      ListenOptions, Metadata, ModelInfo, PrerecordedChannel, PrerecordedMetadata,
-                      PrerecordedResponse, PrerecordedResults, Results, ResultsMetadata, SpeechStarted, Utterance,
-                      UtteranceEnd, Word, utc_now)
+from .schemas import (
+    CONFIGURABLE,
+    Alternative,
+    Channel,
+    ConfigureFailure,
+    ConfigureSuccess,
+    Control,
+    Frame,
+    ListenOptions,
+    Metadata,
+    ModelInfo,
+    PrerecordedChannel,
+    PrerecordedMetadata,
+    PrerecordedResponse,
+    PrerecordedResults,
+    Results,
+    ResultsMetadata,
+    SpeechStarted,
+    Utterance,
+    UtteranceEnd,
+    Word,
+    utc_now,
+)
 from .vad import Vad
 
 RATE = 16000

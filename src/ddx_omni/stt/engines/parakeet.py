@@ -52,8 +52,8 @@ def local_model_dir(model: str) -> Path | None:
 
 def load_model(model: str, allow_download: bool):  # noqa: ANN201 - parakeet_mlx.BaseParakeet
     import mlx.core as mx
-    from parakeet_mlx.utils import from_config
     from mlx.utils import tree_flatten, tree_unflatten
+    from parakeet_mlx.utils import from_config
 
     directory = local_model_dir(model)
     if directory is None:
