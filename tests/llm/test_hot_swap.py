@@ -70,12 +70,12 @@ def test_unknown_model_load_is_404(two_models: str) -> None:
     assert r.json()["error"]["code"] == "model_not_found"
 
 
-def test_swap_during_a_stream_never_mixes_models(two_models: str, eos_id: int) -> None:
-    url = two_models
+def start_long_stream(url: str, eos_id: int) -> tuple[threading.Thread, list[dict], threading.Event]:
+    """A 4000-token greedy stream read in a thread: (thread, its SSE events as they come, set at the first)."""
     events: list[dict] = []
     first_chunk = threading.Event()
 
-    def long_stream() -> None:
+    def read() -> None:
         body = {"messages": HI, "max_tokens": 4000, "temperature": 0, "stream": True,
                 "logit_bias": {str(eos_id): EOS_BIAS}}
         with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as r:
@@ -84,8 +84,14 @@ def test_swap_during_a_stream_never_mixes_models(two_models: str, eos_id: int) -
                     events.append(json.loads(line[6:]))
                     first_chunk.set()
 
-    reader = threading.Thread(target=long_stream)
-    reader.start()
+    thread = threading.Thread(target=read)
+    thread.start()
+    return thread, events, first_chunk
+
+
+def test_swap_during_a_stream_never_mixes_models(two_models: str, eos_id: int) -> None:
+    url = two_models
+    reader, events, first_chunk = start_long_stream(url, eos_id)
     assert first_chunk.wait(30)
     r = load(url, "tiny-b")
     reader.join(60)
@@ -119,17 +125,7 @@ def test_requests_during_a_load_wait_for_the_new_model(server_with, tiny_model_d
                        "llm.models": [{"id": "tiny-a", "path": str(tiny_model_dir)},
                                       {"id": "tiny-b", "path": str(tiny_model_dir_b)}]})
     wait_ready(url)
-    started = threading.Event()
-
-    def long_stream() -> None:
-        body = {"messages": HI, "max_tokens": 4000, "temperature": 0, "stream": True,
-                "logit_bias": {str(eos_id): EOS_BIAS}}
-        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as r:
-            for _ in r.iter_lines():
-                started.set()
-
-    streamer = threading.Thread(target=long_stream)
-    streamer.start()
+    streamer, _, started = start_long_stream(url, eos_id)
     assert started.wait(30)
     swapper = threading.Thread(target=load, args=(url, "tiny-b"))
     swapper.start()
