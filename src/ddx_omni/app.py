@@ -25,6 +25,7 @@ from .responses import service as responses_service
 from .stt import router as stt_router
 from .stt import service as stt_service
 from .tools.base import ToolKind
+from .tools.mcp import McpKind
 from .web import router as web_router
 
 log = logging.getLogger("ddx_omni")
@@ -33,6 +34,7 @@ log = logging.getLogger("ddx_omni")
 def build_tools(settings: Settings) -> dict[str, ToolKind]:
     """The built-in Responses tool kinds, by the request tool `type` they serve (tools/base.py)."""
     kinds: dict[str, ToolKind] = {}
+    kinds["mcp"] = McpKind(settings.responses)
     return kinds
 
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.errors import ApiError
 from ..tools.base import BoundTool, ReplayedCall, ToolKind, ToolRequestContext
 from .schemas import bad_request
 
@@ -97,7 +98,12 @@ async def bind_tools(kinds: Mapping[str, ToolKind], tools: list[dict[str, Any]] 
             served = ", ".join(["function", *sorted(kinds)])
             raise bad_request(f"tools[{index}]: tool type {kind_name!r} is not supported here (served: {served})",
                               f"tools[{index}].type", code="unsupported_tool")
-        tool = await kind.bind(spec, ctx)
+        try:
+            tool = await kind.bind(spec, ctx)
+        except ApiError as exc:  # a kind names the field of its entry; the client needs the whole path
+            if exc.param and not exc.param.startswith(("tools[", "input")):
+                exc.param = f"tools[{index}].{exc.param}"
+            raise
         bound = Bound(spec, kind, tool) if tool is not None else None
         echoes.append(bound.echo() if bound is not None else copy.deepcopy(spec))
         if bound is not None:
