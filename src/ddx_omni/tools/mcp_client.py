@@ -158,11 +158,11 @@ class McpConnection:
         except Exception as exc:
             from mcp import MCPError
 
-            if isinstance(exc, MCPError):
-                raise
-            if "timed out" in str(exc).lower():
+            if "timed out" in str(exc).lower():  # the session's read timeout (an MCPError in mcp 2.3)
                 raise McpUnavailable(f"MCP server {self.target.label!r} did not answer within {timeout:g} s "
                                      f"while {doing}", 504) from None
+            if isinstance(exc, MCPError):
+                raise
             await self.close()  # the session is broken: the next use opens a new one
             raise McpUnavailable(f"MCP server {self.target.label!r} failed while {doing}: {_describe(exc)}",
                                  _status_of(exc)) from None
