@@ -258,3 +258,21 @@ def test_request_errors(omni: Any) -> None:
         answer = httpx.post(f"{url}/v1/responses", json={"model": "m", "input": "x", "tools": [tool]}, timeout=30)
         assert answer.status_code == 400, answer.text
         assert needle in answer.json()["error"]["message"] + answer.json()["error"]["param"]
+
+
+@pytest.mark.slow
+def test_forced_tool_choice_gives_a_valid_call_on_the_tiny_real_model(server_factory: Any, tiny_model_dir: Path,
+                                                                       demo_server: Any) -> None:
+    """Random weights: only constrained decoding makes this a call of `add` with two integers."""
+    server = demo_server()
+    url = server_factory({"llm.use_real_model": True, "llm.model": str(tiny_model_dir)})
+    client = client_for(url)
+    response = client.responses.create(
+        model=str(tiny_model_dir), input="add two numbers", temperature=0, max_output_tokens=60,
+        tools=[mcp(server.url)], tool_choice={"type": "mcp", "server_label": "demo", "name": "add"})
+    listing, done = response.output[:2]
+    assert listing.type == "mcp_list_tools" and done.type == "mcp_call" and done.name == "add"
+    arguments = json.loads(done.arguments)
+    assert set(arguments) == {"a", "b"} and all(isinstance(v, int) for v in arguments.values())
+    assert done.status == "completed" and done.output == f"{arguments['a']} + {arguments['b']} = {sum(arguments.values())}"
+    assert server.counts()["call"] >= 1 and response.usage.output_tokens <= 60
