@@ -253,11 +253,15 @@ def test_request_errors(omni: Any) -> None:
         ({"type": "mcp", "server_label": "x", "server_url": "http://127.0.0.1:1/mcp", "allowed_tools": "x"},
          "allowed_tools"),
         ({"type": "mcp", "server_label": "x", "connector_id": "connector_gmail"}, "connector"),
+        ({"type": "mcp", "server_label": "two words", "server_url": "http://127.0.0.1:1/mcp"}, "server_label"),
     ]
     for tool, needle in bad:
         answer = httpx.post(f"{url}/v1/responses", json={"model": "m", "input": "x", "tools": [tool]}, timeout=30)
         assert answer.status_code == 400, answer.text
         assert needle in answer.json()["error"]["message"] + answer.json()["error"]["param"]
+    twice = [mcp("http://127.0.0.1:1/mcp"), mcp("http://127.0.0.1:2/mcp")]
+    answer = httpx.post(f"{url}/v1/responses", json={"model": "m", "input": "x", "tools": twice}, timeout=30)
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == "tools[1].server_label"
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from .mcp_client import McpPool, McpTarget, McpUnavailable
 log = logging.getLogger("ddx_omni.tools.mcp")
 
 REDACTED = "<redacted>"
+LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 SPEC_KEYS = {"type", "server_label", "server_url", "headers", "authorization", "allowed_tools", "require_approval",
              "server_description", "connector_id", "defer_loading"}
 
@@ -53,8 +55,9 @@ class McpKind:
         if unknown:
             raise bad_request(f"unknown mcp tool field(s): {', '.join(unknown)}", unknown[0])
         label = spec.get("server_label")
-        if not isinstance(label, str) or not label:
-            raise bad_request("server_label: required string", "server_label")
+        if not isinstance(label, str) or not LABEL.fullmatch(label):
+            raise bad_request("server_label: required; a letter, then letters, digits, '-' or '_' (it prefixes "
+                              "the model's function names when two servers share a tool name)", "server_label")
         if spec.get("connector_id") is not None:
             raise bad_request("connector_id: OpenAI's hosted connectors are not available here; give a server_url "
                               "or the label of a configured server", "connector_id", code="unsupported_tool")
