@@ -33,6 +33,10 @@ RULES = [
     ("explode", call("boom")),
     ("sleepy", call("nap", seconds=30)),
     ("call everything", call("echo", message="hello")),
+    ("weather please", call("weather", city="Oslo")),
+    ("flood please", call("flood", size=100)),
+    ("temp_c", say("Mild.")),
+    ("truncated", say("Long.")),
     ("Echo: hello", say("Everything echoed.")),
     ("remote add", call("demo__add", a=2, b=3)),
     ("local add", call("local__add", a=2, b=3)),
@@ -254,6 +258,7 @@ def test_request_errors(omni: Any) -> None:
          "allowed_tools"),
         ({"type": "mcp", "server_label": "x", "connector_id": "connector_gmail"}, "connector"),
         ({"type": "mcp", "server_label": "two words", "server_url": "http://127.0.0.1:1/mcp"}, "server_label"),
+        ({"type": "mcp", "server_label": "x", "command": "sh", "args": ["-c", "true"]}, "unknown"),  # never a process
     ]
     for tool, needle in bad:
         answer = httpx.post(f"{url}/v1/responses", json={"model": "m", "input": "x", "tools": [tool]}, timeout=30)
@@ -280,3 +285,24 @@ def test_forced_tool_choice_gives_a_valid_call_on_the_tiny_real_model(server_fac
     assert set(arguments) == {"a", "b"} and all(isinstance(v, int) for v in arguments.values())
     assert done.status == "completed" and done.output == f"{arguments['a']} + {arguments['b']} = {sum(arguments.values())}"
     assert server.counts()["call"] >= 1 and response.usage.output_tokens <= 60
+
+
+def test_what_the_model_reads_of_a_result(omni: Any, demo_server: Any) -> None:
+    server = demo_server()
+    _, client = omni(**{"responses.mcp_max_output_chars": 40})
+    data = client.responses.create(model="m", input="weather please", tools=[mcp(server.url)])
+    assert json.loads(data.output[1].output) == {"city": "Oslo", "temp_c": 21}  # once, not text + JSON twice
+    assert data.output_text == "Mild."
+    flood = client.responses.create(model="m", input="flood please", tools=[mcp(server.url)])
+    assert flood.output[1].output == "x" * 40 + "\n[truncated: 60 more characters]"
+    assert flood.output_text == "Long."
+
+
+def test_an_approval_request_streams_as_one_item(omni: Any, demo_server: Any) -> None:
+    server = demo_server()
+    url, _ = omni()
+    events, _ = read_sse(url, {"model": "m", "input": "please add", "tools": [mcp(server.url, require_approval="always")]})
+    final = check_event_order(events)
+    assert [item["type"] for item in final["output"]] == ["mcp_list_tools", "mcp_approval_request"]
+    kinds = [e["type"] for e in events]
+    assert kinds[-3:] == ["response.output_item.added", "response.output_item.done", "response.completed"]

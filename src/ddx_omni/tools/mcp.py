@@ -260,12 +260,21 @@ def _result_text(result: Any, cap: int) -> str:
     texts = [block.text for block in result.content if getattr(block, "type", None) == "text"]
     others = [f"[{block.type} content]" for block in result.content if getattr(block, "type", None) != "text"]
     text = "\n".join(texts + others)
-    if result.structured_content is not None:
-        structured = json.dumps(result.structured_content, ensure_ascii=False)
-        if not (len(result.structured_content) == 1 and "result" in result.structured_content
-                and result.structured_content["result"] == text):
-            text = f"{text}\n{structured}" if text else structured
+    structured = result.structured_content
+    if structured is not None and not _says_the_same(text, structured):
+        dumped = json.dumps(structured, ensure_ascii=False)
+        text = f"{text}\n{dumped}" if text else dumped
     return text if len(text) <= cap else text[:cap] + f"\n[truncated: {len(text) - cap} more characters]"
+
+
+def _says_the_same(text: str, structured: Any) -> bool:
+    """Servers often send structured content twice: as JSON text, or wrapped as {"result": text}."""
+    if structured == {"result": text}:
+        return True
+    try:
+        return json.loads(text) == structured
+    except ValueError:
+        return False
 
 
 def _call_error(exc: Exception) -> dict[str, Any]:
