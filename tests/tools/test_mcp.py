@@ -283,7 +283,8 @@ def test_forced_tool_choice_gives_a_valid_call_on_the_tiny_real_model(server_fac
     assert listing.type == "mcp_list_tools" and done.type == "mcp_call" and done.name == "add"
     arguments = json.loads(done.arguments)
     assert set(arguments) == {"a", "b"} and all(isinstance(v, int) for v in arguments.values())
-    assert done.status == "completed" and done.output == f"{arguments['a']} + {arguments['b']} = {sum(arguments.values())}"
+    assert done.status == "completed"
+    assert done.output == f"{arguments['a']} + {arguments['b']} = {sum(arguments.values())}"
     assert server.counts()["call"] >= 1 and response.usage.output_tokens <= 60
 
 
@@ -301,7 +302,8 @@ def test_what_the_model_reads_of_a_result(omni: Any, demo_server: Any) -> None:
 def test_an_approval_request_streams_as_one_item(omni: Any, demo_server: Any) -> None:
     server = demo_server()
     url, _ = omni()
-    events, _ = read_sse(url, {"model": "m", "input": "please add", "tools": [mcp(server.url, require_approval="always")]})
+    tool = mcp(server.url, require_approval="always")
+    events, _ = read_sse(url, {"model": "m", "input": "please add", "tools": [tool]})
     final = check_event_order(events)
     assert [item["type"] for item in final["output"]] == ["mcp_list_tools", "mcp_approval_request"]
     kinds = [e["type"] for e in events]

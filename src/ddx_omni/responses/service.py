@@ -15,6 +15,7 @@ from ..llm.engine import ChatEngine, ChatParams
 from ..tools.base import ToolKind, ToolRequestContext
 from . import items as it
 from .events import DONE, EventLog, encode
+from .prompt import PromptFitter
 from .schemas import (
     CONVERSATION_ITEMS_MAX,
     CreateResponseRequest,
@@ -26,7 +27,6 @@ from .schemas import (
     not_found,
     response_object,
 )
-from .prompt import PromptFitter
 from .store import Store
 from .tooling import bind_tools, item_types, replays
 from .turn import TERMINAL_EVENTS, Turn, TurnPlan
