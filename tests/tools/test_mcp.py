@@ -12,6 +12,7 @@ import httpx
 import openai
 import pytest
 
+from tests.conftest import build_settings, live_server, wait_for
 from tests.responses.support import check_event_order, read_sse
 
 from .mcp_support import (
@@ -99,18 +100,36 @@ def test_listing_is_reused_across_a_three_turn_chain_and_a_conversation(omni: An
     assert len(listings) == 1
 
 
-def test_stdio_server_configured_by_the_operator(omni: Any, tmp_path: Path) -> None:
+def processes_with(needle: str) -> list[int]:
+    """Pids whose command line contains `needle` (Linux /proc)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if needle.encode() in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_stdio_server_configured_by_the_operator(tmp_path: Path) -> None:
     counts = tmp_path / "stdio-counts.json"
-    url, client = omni(**{"responses.mcp_servers": [stdio_entry("local", counts)]})
-    tool = {"type": "mcp", "server_label": "local", "require_approval": "never"}
-    response = client.responses.create(model="m", input="echo me", tools=[tool])
-    assert response.output_text == "It said hi." and response.output[1].output == "echo: hi"
-    again = client.responses.create(model="m", input="please add", tools=[tool], previous_response_id=response.id)
-    assert again.output_text == "The sum is 5."
-    assert json.loads(counts.read_text()) == {"list": 1, "call": 2}  # one process, kept, listed once
-    with pytest.raises(openai.BadRequestError) as err:  # no server_url and no such configured label
-        client.responses.create(model="m", input="x", tools=[{"type": "mcp", "server_label": "other"}])
-    assert err.value.body["param"] == "tools[0].server_url" and "mcp_servers" in err.value.body["message"]
+    script = write_script(tmp_path / "script.json", RULES)
+    settings = build_settings(tmp_path, {"llm.mock_script": str(script),
+                                         "responses.mcp_servers": [stdio_entry("local", counts)]})
+    with live_server(settings) as url:
+        client = client_for(url)
+        tool = {"type": "mcp", "server_label": "local", "require_approval": "never"}
+        response = client.responses.create(model="m", input="echo me", tools=[tool])
+        assert response.output_text == "It said hi." and response.output[1].output == "echo: hi"
+        again = client.responses.create(model="m", input="please add", tools=[tool], previous_response_id=response.id)
+        assert again.output_text == "The sum is 5."
+        assert json.loads(counts.read_text()) == {"list": 1, "call": 2}  # one process, kept, listed once
+        assert len(processes_with(str(counts))) == 1
+        with pytest.raises(openai.BadRequestError) as err:  # no server_url and no such configured label
+            client.responses.create(model="m", input="x", tools=[{"type": "mcp", "server_label": "other"}])
+        assert err.value.body["param"] == "tools[0].server_url" and "mcp_servers" in err.value.body["message"]
+    wait_for(lambda: processes_with(str(counts)) == [], timeout=15)  # stopping ddx-omni ends the server
 
 
 def test_approvals_always_then_approve_or_decline(omni: Any, demo_server: Any) -> None:
