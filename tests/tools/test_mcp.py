@@ -177,8 +177,9 @@ def test_unreachable_and_hanging_servers_become_item_errors(omni: Any) -> None:
     url, client = omni(**{"responses.mcp_timeout_s": 1})
     from tests.conftest import free_port
 
-    dead = client.responses.create(model="m", input="please add",
-                                   tools=[mcp(f"http://127.0.0.1:{free_port()}/mcp")])
+    dead = client.responses.create(model="m", input="please add",  # a forced choice of it falls back to auto
+                                   tools=[mcp(f"http://127.0.0.1:{free_port()}/mcp")],
+                                   tool_choice={"type": "mcp", "server_label": "demo", "name": "add"})
     assert dead.status == "completed" and dead.output[0].type == "mcp_list_tools"
     assert dead.output[0].error and dead.output[0].tools == []
     assert "does not offer" in dead.output_text  # no tools were offered: the model answered without them

@@ -156,7 +156,7 @@ class Turn:
             if not offer and tools.bound:
                 params.tools, params.tool_choice = None, None
         else:
-            self._force(params, tools.chosen(base.tool_choice) if offer else None)
+            self._force(params, tools.chosen(base.tool_choice) if offer else [])
         used = self.out.usage.completion_tokens if self.out.usage else 0
         if base.max_tokens is not None:
             params.max_tokens = base.max_tokens - used
@@ -170,8 +170,13 @@ class Turn:
 
     @staticmethod
     def _force(params: ChatParams, names: list[str] | None) -> None:
-        """A built-in tool_choice: one function → a named choice; several → only they are offered, required."""
+        """A built-in tool_choice: one function → a named choice; several → only they are offered, required;
+        none (its tool has no functions this turn) → auto. None: not a built-in choice, left as it is."""
+        if names is None:
+            return
         if not names:
+            if isinstance(params.tool_choice, dict) and params.tool_choice.get("type") != "function":
+                params.tool_choice = "auto"
             return
         if len(names) == 1:
             params.tool_choice = {"type": "function", "function": {"name": names[0]}}
