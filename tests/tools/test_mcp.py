@@ -326,3 +326,16 @@ def test_an_approval_request_streams_as_one_item(omni: Any, demo_server: Any) ->
     assert [item["type"] for item in final["output"]] == ["mcp_list_tools", "mcp_approval_request"]
     kinds = [e["type"] for e in events]
     assert kinds[-3:] == ["response.output_item.added", "response.output_item.done", "response.completed"]
+
+
+def test_concurrent_responses_share_one_kept_session(omni: Any, demo_server: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = demo_server()
+    _, client = omni()
+    first = client.responses.create(model="m", input="please add", tools=[mcp(server.url)])
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: client.responses.create(
+            model="m", input="please add", tools=[mcp(server.url)], previous_response_id=first.id), range(4)))
+    assert [a.output_text for a in answers] == ["The sum is 5."] * 4
+    assert server.counts() == {"list": 1, "call": 5}  # one listing for the chain, every call through one session
