@@ -37,6 +37,7 @@ class ToolRequestContext:
     response_id: str
     history: list[dict[str, Any]]  # canonical stored items before this turn, oldest first
     include: list[str] = field(default_factory=list)  # the request's `include` values
+    tool_choice: Any = None  # the request's tool_choice: a kind refuses to be forced when it cannot run
 
 
 class BoundTool(Protocol):
