@@ -25,6 +25,7 @@ from .responses import service as responses_service
 from .stt import router as stt_router
 from .stt import service as stt_service
 from .web import router as web_router
+from .web_search import service as web_search_service
 
 log = logging.getLogger("ddx_omni")
 
@@ -35,6 +36,7 @@ def build_components(settings: Settings) -> dict[str, Component]:
         "llm": llm,
         "stt": stt_service.create_service(settings),
         "responses": responses_service.create_service(settings, llm),
+        "web_search": web_search_service.create_service(settings),
     }
 
 

@@ -88,7 +88,10 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):  # a client that stopped at its size cap
+            pass
 
     def _json(self, payload: Any, status: int = 200) -> None:
         self._send(status, json.dumps(payload).encode(), "application/json")

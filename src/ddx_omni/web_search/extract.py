@@ -55,8 +55,8 @@ def cut(text: str, chars: int) -> str:
     if len(text) <= chars:
         return text
     head = text[:chars]
-    space = head.rfind(" ", chars * 3 // 4)
-    return (head[:space] if space > 0 else head).rstrip() + " …"
+    space = head.rfind(" ")
+    return (head[:space] if space > chars // 2 else head).rstrip() + " …"  # mid-word only for a huge word
 
 
 def find_in_text(text: str, pattern: str, context: int = 160, limit: int = 8) -> tuple[int, list[str]]:
