@@ -10,6 +10,7 @@ an `error` message, and the model is told what went wrong). With provider `none`
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Literal
 
@@ -22,7 +23,7 @@ from ..web_search.citations import SourceBook
 from ..web_search.provider import SearchFailed, normalise_domain
 from ..web_search.render import render_matches, render_page, render_search
 from ..web_search.service import Scope, WebSearchService
-from .base import BoundTool, Emit, FunctionSpec, ToolKind, ToolRequestContext
+from .base import BoundTool, Emit, FunctionSpec, ReplayedCall, ToolKind, ToolRequestContext
 
 log = logging.getLogger("ddx_omni.web_search")
 
@@ -71,7 +72,9 @@ class _Spec(BaseModel):
 
 
 class WebSearchKind:
-    """One per accepted `type` name, all sharing one service."""
+    """One per accepted `type` name, all sharing one service (a component of its own, started by the app)."""
+
+    item_types = ("web_search_call",)
 
     def __init__(self, service: WebSearchService, type_name: str = "web_search") -> None:
         self.type = type_name
@@ -90,8 +93,14 @@ class WebSearchKind:
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            raise bad_request(f"tools: {self.type}.{where}: {first['msg']}", "tools") from None
+            raise bad_request(f"{self.type} tool: {where}: {first['msg']}", where) from None
         return BoundWebSearch(self._service, parsed, SOURCES_INCLUDE in ctx.include)
+
+    def replay(self, items: list[dict[str, Any]]) -> dict[str, ReplayedCall]:
+        """Earlier web_search_call items as the calls the model made. What they returned is not stored (the
+        item has no field for it), so the model reads what is kept: the sources, or the failure."""
+        return {item["id"]: _replayed(item) for item in items
+                if item.get("type") == "web_search_call" and item.get("id") and item.get("status") != "in_progress"}
 
 
 def _forced(tool_choice: Any) -> bool:
@@ -128,9 +137,9 @@ class BoundWebSearch:
                 "action": _action(name, arguments)}
 
     async def run(self, item: dict[str, Any], name: str, arguments: dict[str, Any], emit: Emit) -> str:
-        emit("response.web_search_call.in_progress", item_id=item["id"])
+        emit("response.web_search_call.in_progress")
         item["status"] = "searching"
-        emit("response.web_search_call.searching", item_id=item["id"])
+        emit("response.web_search_call.searching")
         try:
             text = await self._call(item, name, arguments)
         except (SearchFailed, FetchError, BadArguments) as exc:
@@ -139,7 +148,7 @@ class BoundWebSearch:
             log.exception("web search %s failed", name)
             return _failed(item, name, "internal error")
         item["status"] = "completed"
-        emit("response.web_search_call.completed", item_id=item["id"])
+        emit("response.web_search_call.completed")
         return text
 
     async def _call(self, item: dict[str, Any], name: str, arguments: dict[str, Any]) -> str:
@@ -159,6 +168,20 @@ class BoundWebSearch:
 
     def annotate(self, text: str) -> list[dict[str, Any]]:
         return self._book.annotate(text)
+
+
+def _replayed(item: dict[str, Any]) -> ReplayedCall:
+    action = dict(item.get("action") or {})
+    kind = action.pop("type", "search")
+    sources = action.pop("sources", None) or []
+    name = {"search": "web_search", "open_page": "open_page", "find_in_page": "find_in_page"}.get(kind, "web_search")
+    if item.get("status") == "failed":
+        output = f"{name} failed: {item.get('error') or 'unknown error'}"
+    elif sources:
+        output = "Results (earlier turn; open_page to read one again):\n" + "\n".join(s["url"] for s in sources)
+    else:
+        output = "(What this call returned in an earlier turn is not kept; call it again to read it.)"
+    return ReplayedCall(name, json.dumps(action), output)
 
 
 def _failed(item: dict[str, Any], name: str, message: str) -> str:
