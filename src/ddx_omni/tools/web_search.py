@@ -4,8 +4,9 @@
 The model sees three functions; each call is one `web_search_call` item whose `action` is the OpenAI shape
 (`search` with `query`, plus `sources` only when the request includes `web_search_call.action.sources`;
 `open_page` with `url`; `find_in_page` with `url` and `pattern`). Events: `response.web_search_call.
-in_progress`, `.searching`, `.completed` (no `.completed` for a failed call: its item ends `failed`, with
-an `error` message, and the model is told what went wrong). With provider `none` the tool is not offered.
+in_progress`, `.searching`, `.completed` — the last ends every call, as OpenAI has no `.failed` event for it:
+a failed call's item ends with status `failed` and an `error` message, and the model is told what went wrong.
+With provider `none` the tool is not offered.
 """
 
 from __future__ import annotations
@@ -142,12 +143,13 @@ class BoundWebSearch:
         emit("response.web_search_call.searching")
         try:
             text = await self._call(item, name, arguments)
+            item["status"] = "completed"
         except (SearchFailed, FetchError, BadArguments) as exc:
-            return _failed(item, name, exc.message if isinstance(exc, FetchError) else str(exc))
+            text = _failed(item, name, exc.message if isinstance(exc, FetchError) else str(exc))
         except Exception:  # the turn must go on: a bug here fails this call, not the response
             log.exception("web search %s failed", name)
-            return _failed(item, name, "internal error")
-        item["status"] = "completed"
+            text = _failed(item, name, "internal error")
+        # OpenAI has no .failed event for web search: .completed ends every call, the item's status tells how
         emit("response.web_search_call.completed")
         return text
 
