@@ -23,8 +23,8 @@ from .responses import router as responses_router
 from .responses import service as responses_service
 from .stt import router as stt_router
 from .stt import service as stt_service
-from .tools.base import ToolKind
 from .tools import web_search as web_search_tool
+from .tools.base import ToolKind
 from .tools.mcp import McpKind
 from .web import router as web_router
 from .web_search import service as web_search_service

@@ -102,7 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.internet.requests.append(Seen(self.command, parts.path, query, dict(self.headers.items()), body))
         return parts.path, query
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         path, query = self._record()
         if path == "/search":
             return self._searxng(query.get("q", [""])[0], query.get("format", [""])[0])
@@ -121,17 +121,21 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/loop":
             return self._send(302, b"", "text/html", {"Location": "/loop"})
         if path == "/big":
-            body = b"<html><body><article><p>" + b"lorem ipsum dolor sit amet " * 150_000 + b"</p></article></body></html>"
+            words = b"lorem ipsum dolor sit amet " * 150_000
+            body = b"<html><body><article><p>" + words + b"</p></article></body></html>"
             return self._send(200, body, "text/html")
         if path == "/doc.pdf":
             return self._send(200, b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "application/pdf")
         if path == "/notes.txt":
-            return self._send(200, "Plain notes: WAL means write-ahead log.\n".encode(), "text/plain; charset=utf-8")
+            return self._send(200, b"Plain notes: WAL means write-ahead log.\n", "text/plain; charset=utf-8")
+        if path == "/setcookie":
+            return self._send(200, b"<html><body><p>hi</p></body></html>", "text/html",
+                              {"Set-Cookie": "session=s3cr3t; Path=/"})
         if path == "/secret":
             return self._send(200, b"<html><body><p>internal admin secret</p></body></html>", "text/html")
         self._send(404, b"<html><body><h1>Not Found</h1></body></html>", "text/html")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         body = json.loads(self.rfile.read(length) or b"{}")
         path, _query = self._record(body)

@@ -77,7 +77,7 @@ async def test_http_errors_and_schemes(fetcher: Fetcher, internet: fake.Internet
         await fetcher.get(internet.url("/missing"))
     assert caught.value.kind == "http" and "404" in caught.value.message
     for url, kind in (("file:///etc/passwd", "refused"), ("http://", "invalid_url"),
-                      (internet.url(f"/redirect?to=file:///etc/passwd"), "refused")):
+                      (internet.url("/redirect?to=file:///etc/passwd"), "refused")):
         with pytest.raises(FetchError) as caught:
             await fetcher.get(url)
         assert caught.value.kind == kind, url
@@ -115,3 +115,9 @@ async def test_allow_url_vetoes_a_redirect_hop(fetcher: Fetcher, internet: fake.
     with pytest.raises(FetchError) as caught:
         await fetcher.get(internet.url(f"/redirect?to={target}"), allow_url=only_127)
     assert caught.value.kind == "refused" and caught.value.message == "localhost is not allowed"
+
+
+async def test_no_cookies_are_kept_between_fetches(fetcher: Fetcher, internet: fake.Internet) -> None:
+    await fetcher.get(internet.url("/setcookie"))
+    await fetcher.get(internet.url("/pages/mlx.html"))
+    assert internet.requests[-2].path == "/setcookie" and "Cookie" not in internet.requests[-1].headers

@@ -15,6 +15,7 @@ import ipaddress
 import socket
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpcore
@@ -98,8 +99,9 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
             raise FetchError("dns", f"cannot resolve {host}: {exc.strerror}") from None
         return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Iterable[SocketOption] | None = None) -> httpcore.AsyncNetworkStream:
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,  # noqa: ARG002 (httpcore's signature)
+                                  socket_options: Iterable[SocketOption] | None = None,  # noqa: ARG002
+                                  ) -> httpcore.AsyncNetworkStream:
         raise FetchError("refused", "unix sockets are not fetched")
 
     async def sleep(self, seconds: float) -> None:
@@ -172,9 +174,12 @@ class Fetcher:
 
     def __init__(self, limits: FetchLimits) -> None:
         self.limits = limits
+        # No cookies kept: one shared client serves every request, and one user's fetch must not carry
+        # cookies another's earned.
+        no_cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
         self._client = httpx.AsyncClient(transport=GuardedTransport(limits.allow_private_networks,
                                                                              limits.allowed_networks),
-                                         follow_redirects=False, trust_env=False,
+                                         follow_redirects=False, trust_env=False, cookies=no_cookies,
                                          headers={"User-Agent": limits.user_agent},
                                          timeout=httpx.Timeout(limits.timeout_s))
 

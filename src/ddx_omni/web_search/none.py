@@ -6,5 +6,5 @@ from ..core.settings import WebSearchSettings
 from .provider import SearchProvider
 
 
-def create(settings: WebSearchSettings) -> SearchProvider | None:
+def create(_settings: WebSearchSettings) -> SearchProvider | None:
     return None
