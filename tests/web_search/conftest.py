@@ -21,6 +21,15 @@ def internet() -> Iterator[fake.Internet]:
     server.close()
 
 
+@pytest.fixture(scope="module")
+def public_internet() -> Iterator[fake.Internet]:
+    """The stand-in internet again, on 127.0.0.2: with allowed_networks = 127.0.0.2/32 it plays a public host,
+    so a redirect from it to 127.0.0.1 is one from 'the internet' into this machine."""
+    server = fake.start("127.0.0.2")
+    yield server
+    server.close()
+
+
 def search_settings(internet: fake.Internet, **overrides: Any) -> WebSearchSettings:
     """searxng on the stand-in internet; loopback pages allowed (the internet here is on 127.0.0.1)."""
     values: dict[str, Any] = {"provider": "searxng", "url": internet.url(""), "allow_private_networks": True,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -18,14 +18,6 @@ async def fetcher() -> AsyncIterator[Fetcher]:
     yield f
     await f.aclose()
 
-
-@pytest.fixture(scope="module")
-def public_internet() -> Iterator[fake.Internet]:
-    """The stand-in internet on 127.0.0.2: with allowed_networks=127.0.0.2/32 it plays a public host, so a
-    redirect from it to 127.0.0.1 is a redirect from 'the internet' into this machine."""
-    server = fake.start("127.0.0.2")
-    yield server
-    server.close()
 
 
 def guarded(**limits: object) -> Fetcher:

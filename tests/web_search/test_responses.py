@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +20,6 @@ from . import internet as fake
 
 SOURCES = ["web_search_call.action.sources"]
 
-
-@pytest.fixture(scope="module")
-def public_internet() -> Iterator[fake.Internet]:
-    """The stand-in internet again on 127.0.0.2, a 'public' host once allowed_networks lets 127.0.0.2/32 in."""
-    server = fake.start("127.0.0.2")
-    yield server
-    server.close()
 
 
 def rules(net: fake.Internet, public: fake.Internet) -> list[tuple[str, dict[str, Any]]]:
