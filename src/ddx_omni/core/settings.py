@@ -287,9 +287,6 @@ class Settings(BaseSettings):
         return (init_settings,)
 
 
-SECTIONS = tuple(Settings.model_fields)
-
-
 class SettingsError(Exception):
     """A setting that stops the start; the message says what, where from, and how to fix it."""
 
