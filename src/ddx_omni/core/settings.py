@@ -196,7 +196,7 @@ class McpServerEntry(_Section):
     """An operator-configured MCP server (`[[responses.mcp_servers]]`), used by naming its label with no
     server_url: either `url` (+ `headers`) or `command` (+ `args`, `env`) for a stdio server ddx-omni starts."""
 
-    label: str = Field(min_length=1)
+    label: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")  # as a request's server_label
     url: str | None = None
     headers: dict[str, str] = {}
     command: str | None = None

@@ -88,8 +88,14 @@ async def bind_tools(kinds: Mapping[str, ToolKind], tools: list[dict[str, Any]] 
     TurnTools). An entry of a type no kind serves is a 400 `unsupported_tool`, as before built-in tools."""
     echoes: list[dict[str, Any]] = []
     turn_tools = TurnTools()
+    labels: set[tuple[Any, Any]] = set()
     for index, spec in enumerate(tools or []):
         kind_name = spec.get("type")
+        if spec.get("server_label") is not None:  # one entry per server: its label names its calls' items
+            if (kind_name, spec["server_label"]) in labels:
+                raise bad_request(f"tools[{index}]: a second {kind_name} tool with server_label "
+                                  f"{spec['server_label']!r}", f"tools[{index}].server_label")
+            labels.add((kind_name, spec["server_label"]))
         if kind_name == "function":
             turn_tools.client_functions.add(str(spec.get("name")))
             continue

@@ -221,6 +221,7 @@ class McpPool:
 
     def __init__(self) -> None:
         self.connections: OrderedDict[str, McpConnection] = OrderedDict()
+        self._closing: set[asyncio.Task[None]] = set()  # evicted sessions being closed (held: tasks are weak)
 
     def get(self, target: McpTarget) -> McpConnection:
         connection = self.connections.get(target.key)
@@ -233,7 +234,9 @@ class McpPool:
     def _evict(self) -> None:
         unconfigured = [key for key, c in self.connections.items() if not c.target.configured]
         for key in unconfigured[:max(0, len(unconfigured) - MAX_KEPT_SESSIONS)]:
-            asyncio.get_running_loop().create_task(self.connections.pop(key).close())
+            task = asyncio.get_running_loop().create_task(self.connections.pop(key).close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def close_all(self) -> None:
         connections, self.connections = list(self.connections.values()), OrderedDict()
