@@ -19,11 +19,12 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ddx_omni.core.fetch import Fetcher, FetchLimits  # noqa: E402
-from ddx_omni.core.settings import WebSearchSettings  # noqa: E402
-from ddx_omni.web_search.extract import extract_page  # noqa: E402
-from ddx_omni.web_search.service import PROVIDERS, Scope, WebSearchService  # noqa: E402
-from tests.web_search import internet as fake  # noqa: E402
+from tests.web_search import internet as fake
+
+from ddx_omni.core.fetch import Fetcher, FetchLimits
+from ddx_omni.core.settings import WebSearchSettings
+from ddx_omni.web_search.extract import extract_page
+from ddx_omni.web_search.service import PROVIDERS, Scope, WebSearchService
 
 
 async def per_request(get: object, url: str, n: int) -> float:

@@ -54,6 +54,12 @@ async def test_a_bad_tool_entry_is_a_400(make_service: Make) -> None:
     with pytest.raises(ApiError) as caught:
         await bound(service, {"search_context_size": "huge"})
     assert caught.value.status == 400 and caught.value.param == "search_context_size"
+    for domain in ("http://[oops", "", "two words.com"):
+        with pytest.raises(ApiError) as caught:
+            await bound(service, {"filters": {"allowed_domains": [domain]}})
+        assert caught.value.status == 400 and caught.value.param == "filters.allowed_domains"
+    tool = await bound(service, {"filters": {"allowed_domains": ["https://Docs.Example.com/guide", "example.org"]}})
+    assert tool._scope.allowed_domains == ("docs.example.com", "example.org")
     assert set(kinds(service)) == set(TYPES)
 
 

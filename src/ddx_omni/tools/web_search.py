@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any, Literal
 
+import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..core.fetch import FetchError
@@ -29,6 +31,7 @@ from .base import BoundTool, Emit, FunctionSpec, ReplayedCall, ToolKind, ToolReq
 log = logging.getLogger("ddx_omni.web_search")
 
 TYPES = ("web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11")
+_DOMAIN = re.compile(r"[\w-]+(\.[\w-]+)*")  # names (IDN too) and IPv4 literals; no spaces, ports or paths
 SOURCES_INCLUDE = "web_search_call.action.sources"
 _URL = {"type": "string", "description": "An http(s) URL, usually one of the search results."}
 FUNCTIONS = [
@@ -73,7 +76,7 @@ class _Spec(BaseModel):
 
 
 class WebSearchKind:
-    """One per accepted `type` name, all sharing one service (a component of its own, started by the app)."""
+    """Registered under every accepted `type` name; its service is a component of its own, started by the app."""
 
     item_types = ("web_search_call",)
 
@@ -95,7 +98,7 @@ class WebSearchKind:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise bad_request(f"{self.type} tool: {where}: {first['msg']}", where) from None
-        return BoundWebSearch(self._service, parsed, SOURCES_INCLUDE in ctx.include)
+        return BoundWebSearch(self._service, parsed, _scope(parsed), SOURCES_INCLUDE in ctx.include)
 
     def replay(self, items: list[dict[str, Any]]) -> dict[str, ReplayedCall]:
         """Earlier web_search_call items as the calls the model made. What they returned is not stored (the
@@ -109,10 +112,20 @@ def _forced(tool_choice: Any) -> bool:
 
 
 def _scope(spec: _Spec) -> Scope:
-    domains = tuple(dict.fromkeys(normalise_domain(d) for d in (spec.filters.allowed_domains or [])
-                                  if d.strip())) if spec.filters else ()
+    domains = tuple(dict.fromkeys(_domain(d) for d in (spec.filters.allowed_domains or []))) if spec.filters else ()
     country = spec.user_location.country if spec.user_location else None
     return Scope(domains, country.upper() if country else None, spec.external_web_access is not False)
+
+
+def _domain(value: str) -> str:
+    try:
+        domain = normalise_domain(value)
+    except httpx.InvalidURL:
+        domain = ""
+    if not _DOMAIN.fullmatch(domain):
+        raise bad_request(f"filters.allowed_domains: {value!r} is not a domain (e.g. \"example.com\")",
+                          "filters.allowed_domains")
+    return domain
 
 
 def _budget(settings: WebSearchSettings, size: str | None) -> int:
@@ -123,9 +136,9 @@ def _budget(settings: WebSearchSettings, size: str | None) -> int:
 class BoundWebSearch:
     """One request's web_search entry: its scope, its budget, and the sources its calls showed the model."""
 
-    def __init__(self, service: WebSearchService, spec: _Spec, include_sources: bool) -> None:
+    def __init__(self, service: WebSearchService, spec: _Spec, scope: Scope, include_sources: bool) -> None:
         self._service = service
-        self._scope = _scope(spec)
+        self._scope = scope
         self._budget = _budget(service.settings, spec.search_context_size)
         self._include_sources = include_sources
         self._book = SourceBook()
@@ -208,5 +221,6 @@ def _text(arguments: dict[str, Any], key: str) -> str:
 
 
 def kinds(service: WebSearchService) -> dict[str, ToolKind]:
-    """Every accepted tool type (web_search, web_search_preview and their dated names) → its kind."""
-    return {name: WebSearchKind(service, name) for name in TYPES}
+    """Every accepted tool type (web_search, web_search_preview and their dated names) → the one kind."""
+    kind = WebSearchKind(service)
+    return dict.fromkeys(TYPES, kind)
