@@ -18,8 +18,6 @@ from tests.responses.support import check_event_order, read_sse
 from .mcp_support import (
     call,
     client_for,
-    demo_server,  # noqa: F401 - fixture
-    everything,  # noqa: F401 - fixture
     say,
     silent_tcp_server,
     stdio_entry,

@@ -115,7 +115,7 @@ class Turn:
             if self.task is not None:
                 self.task.uncancel()  # so that the save below can await
             self._fail_or_cancel(None)
-        except Exception as exc:  # noqa: BLE001 - any engine failure becomes a failed response, not a crash
+        except Exception as exc:  # any engine failure becomes a failed response, not a crash
             if not isinstance(exc, ApiError):
                 log.exception("response %s failed", self.id)
             self._fail_or_cancel(exc)
@@ -346,7 +346,7 @@ class Turn:
                                                           store_response=self.plan.store))
             if self.plan.store:
                 RESPONSES_STORED.labels(response["status"]).inc()
-        except Exception as exc:  # noqa: BLE001 - a failed save must still end the stream properly
+        except Exception as exc:  # a failed save must still end the stream properly
             log.exception("saving response %s failed", self.id)
             response["status"] = "failed"
             response["error"] = {"code": "server_error", "message": f"could not save the response: {exc}"}
