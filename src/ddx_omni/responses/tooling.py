@@ -109,7 +109,7 @@ async def bind_tools(kinds: Mapping[str, ToolKind], tools: list[dict[str, Any]] 
         try:
             tool = await kind.bind(spec, ctx)
         except ApiError as exc:  # a kind names the field of its entry; the client needs the whole path
-            if exc.param and not exc.param.startswith(("tools[", "input")):
+            if exc.param and not exc.param.startswith(("tools[", "input", "tool_choice")):
                 exc.param = f"tools[{index}].{exc.param}"
             raise
         bound = Bound(spec, kind, tool) if tool is not None else None
