@@ -11,6 +11,8 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
+from .containers import router as containers_router
+from .containers import service as containers_service
 from .core import health, metrics
 from .core.auth import require_api_key, warn_if_open
 from .core.errors import install_error_handlers
@@ -35,6 +37,7 @@ def build_components(settings: Settings) -> dict[str, Component]:
         "llm": llm,
         "stt": stt_service.create_service(settings),
         "responses": responses_service.create_service(settings, llm),
+        "code_interpreter": containers_service.create_service(settings),
     }
 
 
@@ -81,6 +84,7 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
     app.include_router(llm_router.public_router)
     app.include_router(llm_router.router, dependencies=protected)
     app.include_router(responses_router.router, dependencies=protected)
+    app.include_router(containers_router.router, dependencies=protected)
     app.include_router(stt_router.http_router, dependencies=protected)
     app.include_router(stt_router.ws_router)  # WebSockets authenticate before accept (core.auth)
     return app
