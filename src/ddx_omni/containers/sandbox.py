@@ -36,6 +36,7 @@ KERNEL_IN_SANDBOX = "/opt/ddx/kernel.py"
 MNT_DATA = "/mnt/data"
 START_TIMEOUT_S = 30.0
 READ_LIMIT = 64 * 1024 * 1024  # one reply line: capped logs plus a few base64 PNGs
+RESTART_NOTE = "A new Python process starts on the next call: variables are lost, files in /mnt/data stay."
 SYSTEM_BINDS = ("/usr", "/etc/ld.so.cache", "/etc/localtime", "/etc/alternatives", "/etc/fonts")
 LIB_LINKS = ("lib", "lib32", "lib64", "libx32", "bin", "sbin")
 
@@ -109,7 +110,7 @@ class Sandbox:
             elif os.path.isdir(f"/{name}"):
                 args += ["--ro-bind", f"/{name}", f"/{name}"]
         for path in SYSTEM_BINDS:
-            args += ["--ro-bind-try", path, path]
+            args += ["--ro-bind" if path == "/usr" else "--ro-bind-try", path, path]
         return args
 
     def _python_roots(self) -> list[str]:
@@ -190,12 +191,11 @@ class Kernel:
             reply = await asyncio.wait_for(self._read(), timeout_s)
         except TimeoutError:
             await self.kill()
-            return Result(failure=f"Execution timed out after {timeout_s:g} s and was stopped; the container's "
-                                  f"Python process was restarted (variables are lost, files in /mnt/data stay).")
+            return Result(failure=f"Execution timed out after {timeout_s:g} s and was stopped. {RESTART_NOTE}")
         except (KernelDied, ConnectionError) as exc:
             await self.kill()
             return Result(failure=f"The Python process ended during the call ({exc}), most likely killed by a "
-                                  f"resource limit; it starts afresh on the next call (variables are lost, files in /mnt/data stay).")
+                                  f"resource limit. {RESTART_NOTE}")
         return Result(logs=str(reply.get("logs", "")), dropped=int(reply.get("dropped", 0)),
                       error=reply.get("error"), images=[str(i) for i in reply.get("images", [])])
 
