@@ -165,9 +165,12 @@ class ContainersService:
 
     # ---- containers ------------------------------------------------------------------------------------
     async def create(self, name: str, file_ids: list[str] | None = None, minutes: int | None = None,
-                     memory_limit: str | None = None) -> dict[str, Any]:
+                     memory_limit: str | None = None, container_id: str | None = None) -> dict[str, Any]:
+        """A new running container; `container_id`: one reserved earlier (the tool's `auto` container)."""
         await self.require_sandbox()
         memory_limit = memory_limit or self.cfg.memory_limit
+        if memory_limit not in MEMORY_BYTES:
+            raise bad_request(f"memory_limit: one of {', '.join(MEMORY_BYTES)}", "memory_limit")
         if MEMORY_BYTES[memory_limit] > MEMORY_BYTES[self.cfg.max_memory_limit]:
             raise bad_request(f"memory_limit: {memory_limit} is above this server's maximum "
                               f"{self.cfg.max_memory_limit}", "memory_limit")
@@ -177,7 +180,7 @@ class ContainersService:
         sources = [await self._read_source(file_id) for file_id in file_ids or []]
         now = _now()
         row = await self.store.add_container({
-            "id": new_id("cntr"), "name": name, "status": RUNNING, "created_at": now, "last_active_at": now,
+            "id": container_id or new_id("cntr"), "name": name, "status": RUNNING, "created_at": now, "last_active_at": now,
             "expires_minutes": minutes or self.cfg.idle_minutes, "memory_limit": memory_limit})
         await asyncio.to_thread(self._make_dir, row)
         for filename, data in sources:
