@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 from fastapi import APIRouter, Request, WebSocket
 
@@ -60,7 +59,7 @@ async def listen_prerecorded(request: Request) -> PrerecordedResponse:
     loop = asyncio.get_running_loop()
     try:
         return await loop.run_in_executor(engine.executor, transcribe_file, engine, options, service.settings,
-                                          str(uuid.uuid4()), audio)
+                                          request.state.request_id, audio)
     except UnsupportedAudio as exc:
         raise ApiError("unsupported-data", f"the body could not be decoded: {exc}", status=400,
                        code="unsupported_data") from None

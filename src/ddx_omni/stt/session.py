@@ -71,7 +71,8 @@ class Session:
         self.service = service
         self.engine = engine
         self.options = options
-        self.request_id = str(uuid.uuid4())
+        # the id of the upgrade request (core.gateway): frames and log lines of one session share it
+        self.request_id: str = websocket.scope.get("state", {}).get("request_id") or str(uuid.uuid4())
         self.close_code: int | None = None
         self._queue: asyncio.Queue[Item] = asyncio.Queue(QUEUE_FRAMES)
         self._transcriber: Transcriber | None = None
