@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from . import __version__
 from .containers import router as containers_router
 from .containers import service as containers_service
+from .containers.service import ContainersService
 from .core import health, metrics
 from .core.auth import require_api_key, warn_if_open
 from .core.errors import install_error_handlers
@@ -25,18 +26,30 @@ from .responses import router as responses_router
 from .responses import service as responses_service
 from .stt import router as stt_router
 from .stt import service as stt_service
+from .tools.base import ToolKind
+from .tools.code_interpreter import CodeInterpreterKind
+from .tools.mcp import McpKind
 from .web import router as web_router
 
 log = logging.getLogger("ddx_omni")
 
 
+def build_tools(settings: Settings, containers: ContainersService) -> dict[str, ToolKind]:
+    """The built-in Responses tool kinds, by the request tool `type` they serve (tools/base.py)."""
+    kinds: dict[str, ToolKind] = {}
+    kinds["mcp"] = McpKind(settings.responses)
+    kinds["code_interpreter"] = CodeInterpreterKind(containers)
+    return kinds
+
+
 def build_components(settings: Settings) -> dict[str, Component]:
     llm = llm_service.create_service(settings)
+    containers = containers_service.create_service(settings)
     return {
         "llm": llm,
         "stt": stt_service.create_service(settings),
-        "responses": responses_service.create_service(settings, llm),
-        "code_interpreter": containers_service.create_service(settings),
+        "code_interpreter": containers,  # before responses: started first, stopped last
+        "responses": responses_service.create_service(settings, llm, build_tools(settings, containers)),
     }
 
 
