@@ -16,7 +16,7 @@ from typing import Any
 from ..containers.service import ContainersService, Execution
 from ..core.errors import ApiError
 from ..responses.schemas import bad_request, new_id
-from .base import Emit, FunctionSpec, ToolRequestContext
+from .base import Emit, FunctionSpec, ReplayedCall, ToolRequestContext
 
 ITEM_TYPE = "code_interpreter_call"
 FUNCTION = FunctionSpec(
@@ -150,10 +150,8 @@ class CodeInterpreterKind:
                 return str(item["container_id"])
         return None
 
-    def replay(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+    def replay(self, items: list[dict[str, Any]]) -> dict[str, ReplayedCall]:
         """Earlier calls as the model made them: the code it sent and the text it read back."""
-        from .base import ReplayedCall  # the turn loop's type (issue 11)
-
         return {item["id"]: ReplayedCall(FUNCTION.name, json.dumps({"code": item.get("code") or ""}),
                                          model_text(item.get("outputs"), [], item.get("status", "completed")))
                 for item in items if item.get("type") == ITEM_TYPE and item.get("id")}
