@@ -17,8 +17,8 @@ from .containers.service import ContainersService
 from .core import health, metrics
 from .core.auth import require_api_key, warn_if_open
 from .core.errors import install_error_handlers
-from .core.health import Component
 from .core.gateway import GatewayMiddleware, HttpMetrics
+from .core.health import Component
 from .core.settings import Settings, load_settings
 from .llm import router as llm_router
 from .llm import service as llm_service

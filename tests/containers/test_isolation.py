@@ -118,8 +118,9 @@ async def test_endless_loop_is_killed_at_the_timeout(make_service) -> None:
     result = await service.execute(c["id"], "import subprocess\nsubprocess.Popen(['sleep', '1000'])\n"
                                             "while True:\n    pass")
     assert result.failure and "timed out after 2 s" in result.logs
-    after = await service.execute(c["id"], "import os\nprint('x' in globals(), sorted(p for p in os.listdir('/proc')"
-                                           " if p.isdigit() and open(f'/proc/{p}/cmdline').read().startswith('sleep')))")
+    after = await service.execute(c["id"], "import os\nprint('x' in globals(), sorted(p for p in os.listdir("
+                                           "'/proc') if p.isdigit() and open(f'/proc/{p}/cmdline').read()"
+                                           ".startswith('sleep')))")
     assert after.logs == "False []\n"  # a new process: the old one and its child are gone
     await other_still_works(service)
 

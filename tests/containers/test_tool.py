@@ -27,7 +27,7 @@ async def call(bound: Any, code: str) -> tuple[dict[str, Any], str, list[tuple[s
 
 async def test_auto_container_is_made_at_the_first_call_and_keeps_state(service: ContainersService) -> None:
     bound = await CodeInterpreterKind(service).bind({"type": "code_interpreter", "container": {"type": "auto"}}, ctx())
-    assert (await service.list(None, 100, "asc"))["data"] == []  # nothing made until the model calls it
+    assert (await service.list_containers(None, 100, "asc"))["data"] == []  # nothing made until the model calls it
     item, text, events = await call(bound, "x = 20")
     assert item["type"] == "code_interpreter_call" and item["id"].startswith("ci_")
     assert item["container_id"] == bound.container_id and item["status"] == "completed"

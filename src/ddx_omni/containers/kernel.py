@@ -116,10 +116,13 @@ def run_code(code: str, namespace: dict[str, Any]) -> str | None:
     """Run `code` like a notebook cell (the last expression's value is printed); the traceback on error."""
     try:
         tree = ast.parse(code, "<code>", "exec")
-        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        tail = tree.body[-1] if tree.body else None
+        last = tail.value if isinstance(tail, ast.Expr) else None
+        if last is not None:
+            tree.body.pop()
         exec(compile(tree, "<code>", "exec"), namespace)
         if last is not None:
-            value = eval(compile(ast.Expression(last.value), "<code>", "eval"), namespace)
+            value = eval(compile(ast.Expression(last), "<code>", "eval"), namespace)
             if value is not None:
                 print(repr(value))
         return None
@@ -158,7 +161,7 @@ def per_call_cpu(limits: dict[str, int]) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
 
 
-def on_sigxcpu(signum: int, frame: Any) -> None:
+def on_sigxcpu(_signum: int, _frame: Any) -> None:
     raise CpuLimitExceeded("CPU time limit of this call exceeded")
 
 

@@ -41,7 +41,7 @@ async def create_container(body: CreateContainerRequest, request: Request) -> di
 @router.get("/containers", summary="List containers")
 async def list_containers(request: Request, after: str | None = None, limit: int = 20, order: str = "desc",
                           name: str | None = None) -> dict[str, Any]:
-    return await _service(request).list(after, name=name, **_page(limit, order))
+    return await _service(request).list_containers(after, name=name, **_page(limit, order))
 
 
 @router.get("/containers/{container_id}", summary="Retrieve a container")

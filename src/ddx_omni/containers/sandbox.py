@@ -96,7 +96,8 @@ class Sandbox:
         args += ["--perms", "0755", "--dir", "/etc", "--perms", "0755", "--dir", "/opt", "--perms", "0755",
                  "--dir", "/opt/ddx", "--perms", "0755", "--dir", "/mnt"]
         args += self._binds() + ["--ro-bind", str(KERNEL_PATH), KERNEL_IN_SANDBOX]
-        args += ["--bind", str(spec.data_dir), MNT_DATA, "--perms", "1777", "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]
+        args += ["--bind", str(spec.data_dir), MNT_DATA, "--perms", "1777", "--tmpfs", "/tmp",
+                 "--proc", "/proc", "--dev", "/dev"]
         for path in self._python_roots():
             args += _parents(path, made) + ["--ro-bind", path, path]
         return args + ["--clearenv", *self._env()]  # the kernel changes to /mnt/data once it is the container uid
@@ -123,7 +124,8 @@ class Sandbox:
 
     @staticmethod
     def _env() -> list[str]:
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "XDG_CACHE_HOME": "/tmp/.cache", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "XDG_CACHE_HOME": "/tmp/.cache",
+               "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
                "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/matplotlib", "OPENBLAS_NUM_THREADS": "1",
                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
         return [part for key, value in env.items() for part in ("--setenv", key, value)]

@@ -130,7 +130,7 @@ class ContainersService:
             return f"no bubblewrap sandbox on {sys.platform}"
         if self.sandbox.bwrap is None:
             return "bubblewrap (bwrap) is not installed"
-        probe = {"id": ".probe", "seq": 0}  # as a real container would run: own uid, own directory
+        probe: dict[str, Any] = {"id": ".probe", "seq": 0}  # as a real container would run: own uid, own directory
         await asyncio.to_thread(self._make_dir, probe)
         kernel = Kernel(self.sandbox, self._spec(self.data_dir(probe["id"]), self._uid(probe), "1g"))
         try:
@@ -180,7 +180,8 @@ class ContainersService:
         sources = [await self._read_source(file_id) for file_id in file_ids or []]
         now = _now()
         row = await self.store.add_container({
-            "id": container_id or new_id("cntr"), "name": name, "status": RUNNING, "created_at": now, "last_active_at": now,
+            "id": container_id or new_id("cntr"), "name": name, "status": RUNNING, "created_at": now,
+            "last_active_at": now,
             "expires_minutes": minutes or self.cfg.idle_minutes, "memory_limit": memory_limit})
         await asyncio.to_thread(self._make_dir, row)
         for filename, data in sources:
@@ -202,7 +203,8 @@ class ContainersService:
     async def get(self, container_id: str) -> dict[str, Any]:
         return container_object(await self._row(container_id))
 
-    async def list(self, after: str | None, limit: int, order: str, name: str | None = None) -> dict[str, Any]:
+    async def list_containers(self, after: str | None, limit: int, order: str,
+                              name: str | None = None) -> dict[str, Any]:
         data, more = page(await self.store.containers(name=name), after, limit, order)
         return list_object([container_object(r) for r in data], more)
 

@@ -60,11 +60,12 @@ class BoundCodeInterpreter:
     def functions(self) -> list[FunctionSpec]:
         return [FUNCTION]
 
-    def new_item(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    def new_item(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:  # noqa: ARG002 - one function
         return {"id": new_id("ci"), "type": ITEM_TYPE, "status": "in_progress", "code": _code(arguments),
                 "container_id": self.container_id, "outputs": None}
 
-    async def run(self, item: dict[str, Any], name: str, arguments: dict[str, Any], emit: Emit) -> str:
+    async def run(self, item: dict[str, Any], name: str, arguments: dict[str, Any],  # noqa: ARG002 - in item
+                  emit: Emit) -> str:
         code = item["code"]
         emit("response.code_interpreter_call.in_progress")
         emit("response.code_interpreter_call_code.delta", delta=code)
