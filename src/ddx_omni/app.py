@@ -11,6 +11,8 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
+from .anthropic import router as anthropic_router
+from .anthropic import service as anthropic_service
 from .core import health, metrics
 from .core.auth import require_api_key, warn_if_open
 from .core.errors import install_error_handlers
@@ -65,6 +67,7 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
     app.state.components = components if components is not None else build_components(settings)
     for name, component in app.state.components.items():
         setattr(app.state, name, component)
+    app.state.anthropic = anthropic_service.create_service(settings, app.state.components["llm"])
 
     install_error_handlers(app)  # adds the catch-all middleware first, so it is the innermost
     # Outermost last: request id wraps everything so that even a 413 or a CORS preflight carries it.
@@ -81,6 +84,8 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
     app.include_router(llm_router.public_router)
     app.include_router(llm_router.router, dependencies=protected)
     app.include_router(responses_router.router, dependencies=protected)
+    app.include_router(anthropic_router.public_router)
+    app.include_router(anthropic_router.router, dependencies=protected)
     app.include_router(stt_router.http_router, dependencies=protected)
     app.include_router(stt_router.ws_router)  # WebSockets authenticate before accept (core.auth)
     return app

@@ -129,6 +129,12 @@ class ResponsesSettings(_Section):
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
 
 
+class AnthropicSettings(_Section):
+    # Seconds between `ping` events while a stream has nothing else to say (a long prefill), so that clients
+    # and proxies with idle timeouts keep the stream open.
+    ping_interval_s: float = Field(5.0, gt=0)
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with `load_settings`, which does the layering."""
 
@@ -139,6 +145,7 @@ class Settings(BaseSettings):
     llm: LlmSettings = LlmSettings()
     stt: SttSettings = SttSettings()
     responses: ResponsesSettings = ResponsesSettings()
+    anthropic: AnthropicSettings = AnthropicSettings()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,

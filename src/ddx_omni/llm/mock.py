@@ -12,6 +12,8 @@ MOCK_CONTEXT_WINDOW = 32768
 
 def _approx_tokens(params: ChatParams) -> int:
     # No tokenizer in mock mode: count whitespace-separated words (plus role markers) as tokens.
+    if params.prompt is not None:  # legacy completions: raw text or token ids
+        return len(params.prompt) if isinstance(params.prompt, list) else len(params.prompt.split())
     total = 0
     for message in params.messages:
         content = message.get("content") or ""
