@@ -20,6 +20,7 @@ from .core.health import Component
 from .core.limits import BodySizeLimitMiddleware
 from .core.request_id import RequestIdMiddleware
 from .core.settings import Settings, load_settings
+from .llm import completions as completions_router
 from .llm import router as llm_router
 from .llm import service as llm_service
 from .responses import router as responses_router
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
     app.include_router(web_router.router)
     app.include_router(llm_router.public_router)
     app.include_router(llm_router.router, dependencies=protected)
+    app.include_router(completions_router.router, dependencies=protected)
     app.include_router(responses_router.router, dependencies=protected)
     app.include_router(anthropic_router.public_router)
     app.include_router(anthropic_router.router, dependencies=protected)

@@ -9,10 +9,11 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from ..core.disconnect import unless_disconnected
 from ..core.errors import NotFound
 from .events import Event
 from .protocol import CountTokensRequest, Message, MessagesRequest, ModelInfo, ModelPage, TokenCount
-from .service import MessagesService, unless_disconnected
+from .service import MessagesService
 
 router = APIRouter(tags=["anthropic"])
 public_router = APIRouter(tags=["anthropic"])

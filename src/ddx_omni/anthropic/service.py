@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ..core.disconnect import finished_before_hangup
 from ..core.settings import Settings
 from ..core.errors import ApiError, ContextTooLong, RequestInvalid, anthropic_error_type
 from ..llm.engine import ChatDelta, ChatEngine, ChatParams, Usage as EngineUsage
@@ -169,17 +168,6 @@ async def _with_pings(deltas: AsyncIterator[ChatDelta], ping_s: float | None) ->
         if delta is None:
             return
         yield delta
-
-
-async def unless_disconnected(work: Awaitable[Message], disconnected: Callable[[], Awaitable[bool]],
-                              poll_s: float = 0.1) -> Message | None:
-    task = asyncio.ensure_future(work)
-    if await finished_before_hangup(task, disconnected, poll_s):
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    return None
 
 
 def create_service(settings: Settings, llm: Llm) -> MessagesService:
