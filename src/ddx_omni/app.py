@@ -27,6 +27,7 @@ from .responses import router as responses_router
 from .responses import service as responses_service
 from .stt import router as stt_router
 from .stt import service as stt_service
+from .stt import transcriptions as transcriptions_router
 from .web import router as web_router
 
 log = logging.getLogger("ddx_omni")
@@ -89,5 +90,6 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
     app.include_router(anthropic_router.public_router)
     app.include_router(anthropic_router.router, dependencies=protected)
     app.include_router(stt_router.http_router, dependencies=protected)
+    app.include_router(transcriptions_router.router, dependencies=protected)
     app.include_router(stt_router.ws_router)  # WebSockets authenticate before accept (core.auth)
     return app
