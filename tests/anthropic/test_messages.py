@@ -265,3 +265,21 @@ def test_default_mock_mode_answers_with_its_canned_tool_call(server_factory: Any
     message = sdk(url).messages.create(model="claude-sonnet-4-5", max_tokens=32000, tools=[WEATHER],
                                        messages=[{"role": "user", "content": "hi"}])
     assert message.stop_reason == "tool_use" and message.content[0].input == {"city": "Berlin"}
+
+
+def test_scripted_mock_mode_gives_thinking_text_and_tool_use_blocks(server_factory: Any, tmp_path: Any) -> None:
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps([{"match": "weather", "reply": {
+        "reasoning": "The user wants the weather.", "content": "Let me look.",
+        "tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]}}]))
+    url = server_factory({"llm.mock_script": str(script)})
+    frames = read_events(url, {"model": "m", "max_tokens": 100, "tools": [WEATHER],
+                               "messages": [{"role": "user", "content": "weather in Oslo?"}]})
+    blocks = check_grammar(frames)
+    assert [b["type"] for b in blocks] == ["thinking", "text", "tool_use"]
+    with sdk(url).messages.stream(model="m", max_tokens=100, tools=[WEATHER],
+                                  messages=[{"role": "user", "content": "weather in Oslo?"}]) as stream:
+        final = stream.get_final_message()
+    thinking, text, call = final.content
+    assert thinking.thinking == "The user wants the weather." and thinking.signature.startswith("ddx-")
+    assert text.text == "Let me look." and call.input == {"city": "Oslo"} and final.stop_reason == "tool_use"
