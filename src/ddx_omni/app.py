@@ -76,7 +76,8 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
     app.state.components = components if components is not None else build_components(settings)
     for name, component in app.state.components.items():
         setattr(app.state, name, component)
-    app.state.anthropic = anthropic_service.create_service(settings, app.state.components["llm"])
+    if "llm" in app.state.components:  # the Messages API is another wire format of the LLM component
+        app.state.anthropic = anthropic_service.create_service(settings, app.state.components["llm"])
 
     install_error_handlers(app)  # adds the catch-all middleware first, so it is the innermost
     # Outermost last: request id wraps everything so that even a 413 or a CORS preflight carries it.

@@ -283,3 +283,20 @@ def test_scripted_mock_mode_gives_thinking_text_and_tool_use_blocks(server_facto
     thinking, text, call = final.content
     assert thinking.thinking == "The user wants the weather." and thinking.signature.startswith("ddx-")
     assert text.text == "Let me look." and call.input == {"city": "Oslo"} and final.stop_reason == "tool_use"
+
+
+def test_a_client_that_hangs_up_stops_the_generation(scripted: Any) -> None:
+    from tests.conftest import wait_for
+
+    words = " ".join(f"w{i}" for i in range(200))
+    url, engine = scripted(ScriptedEngine(delay=0.05))
+    body = {"model": "m", "max_tokens": 500, "stream": True, "messages": [{"role": "user", "content": words}]}
+    with httpx.stream("POST", f"{url}/v1/messages", json=body, timeout=30) as response:
+        for line in response.iter_lines():
+            if line.startswith("event: content_block_delta"):
+                break
+    wait_for(lambda: engine.outcomes == ["aborted"], timeout=10)
+    url2, engine2 = scripted(ScriptedEngine(delay=0.05))
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{url2}/v1/messages", json={**body, "stream": False}, timeout=0.5)
+    wait_for(lambda: engine2.outcomes == ["aborted"], timeout=10)
