@@ -16,9 +16,8 @@ from .anthropic import service as anthropic_service
 from .core import health, metrics
 from .core.auth import require_api_key, warn_if_open
 from .core.errors import install_error_handlers
+from .core.gateway import GatewayMiddleware, HttpMetrics
 from .core.health import Component
-from .core.limits import BodySizeLimitMiddleware
-from .core.request_id import RequestIdMiddleware
 from .core.settings import Settings, load_settings
 from .llm import completions as completions_router
 from .llm import router as llm_router
@@ -29,6 +28,7 @@ from .stt import router as stt_router
 from .stt import service as stt_service
 from .stt import transcriptions as transcriptions_router
 from .tools.base import ToolKind
+from .tools.mcp import McpKind
 from .web import router as web_router
 
 log = logging.getLogger("ddx_omni")
@@ -37,6 +37,7 @@ log = logging.getLogger("ddx_omni")
 def build_tools(settings: Settings) -> dict[str, ToolKind]:
     """The built-in Responses tool kinds, by the request tool `type` they serve (tools/base.py)."""
     kinds: dict[str, ToolKind] = {}
+    kinds["mcp"] = McpKind(settings.responses)
     return kinds
 
 
@@ -79,13 +80,13 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
     if "llm" in app.state.components:  # the Messages API is another wire format of the LLM component
         app.state.anthropic = anthropic_service.create_service(settings, app.state.components["llm"])
 
-    install_error_handlers(app)  # adds the catch-all middleware first, so it is the innermost
-    # Outermost last: request id wraps everything so that even a 413 or a CORS preflight carries it.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_body_bytes)
-    app.add_middleware(metrics.HttpMetricsMiddleware)
+    install_error_handlers(app)
+    # Outermost last: the gateway layer wraps everything, so that even a 413 or a CORS preflight carries the id.
     app.add_middleware(CORSMiddleware, allow_origins=settings.server.cors_origins, allow_credentials=True,
                        allow_methods=["*"], allow_headers=["*"], expose_headers=[settings.server.request_id_header])
-    app.add_middleware(RequestIdMiddleware, header=settings.server.request_id_header)
+    app.add_middleware(GatewayMiddleware, header=settings.server.request_id_header,
+                       max_bytes=settings.server.max_body_bytes, metrics=HttpMetrics(
+                           metrics.HTTP_REQUESTS, metrics.HTTP_LATENCY, metrics.HTTP_IN_FLIGHT))
 
     protected = [Depends(require_api_key)]
     app.include_router(health.router)

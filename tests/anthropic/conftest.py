@@ -1,4 +1,4 @@
-"""Fixtures of the Anthropic tests: live servers (mock mode, a scripted engine, the tiny `tool` model) and SDK clients."""
+"""Fixtures of the Anthropic tests: live servers (mock mode, a scripted engine, the tiny models) and SDK clients."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import anthropic
 import pytest
 
+import anthropic
 from ddx_omni.core.settings import ModelEntry, Settings
 from ddx_omni.responses.service import create_service as responses_service
 from tests.conftest import build_settings, live_server

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import anthropic
 import httpx
 import pytest
 
+import anthropic
 from ddx_omni.llm.engine import ChatParams, ToolCall
 from tests.responses.support import ScriptedEngine
 

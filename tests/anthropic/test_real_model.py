@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import anthropic
 import pytest
+
+import anthropic
 
 from .conftest import sdk
 from .test_messages import WEATHER, check_grammar, read_events

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ..core.settings import Settings
 from ..core.errors import ApiError, ContextTooLong, RequestInvalid, anthropic_error_type
-from ..llm.engine import ChatDelta, ChatEngine, ChatParams, Usage as EngineUsage
+from ..core.settings import Settings
+from ..llm.engine import ChatDelta, ChatEngine, ChatParams
+from ..llm.engine import Usage as EngineUsage
 from .convert import chat_params, new_message_id
 from .events import BlockWriter, Event, content_of
 from .protocol import CountTokensRequest, Message, MessagesRequest, ModelInfo, ModelPage, Usage

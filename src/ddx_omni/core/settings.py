@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "DDX_"
@@ -85,6 +85,13 @@ class ModelEntry(ModelExtras):
 
     id: str
     path: str | None = None  # hub repo or local directory; defaults to `id`
+    # an upstream OpenAI-compatible server (`http://host:port/v1`) answers for this id instead of a local model;
+    # several URLs are balanced by least outstanding requests, with failover
+    url: list[str] = []
+    api_key: SecretStr | None = None  # sent to the upstream only, never shown
+    upstream_model: str | None = None  # the model name the upstream knows, when not `id`
+
+    _csv = field_validator("url", mode="before")(_split_csv)
 
 
 DEFAULT_MODEL = "mlx-community/Qwen3-4B-Instruct-2507-4bit"
@@ -151,6 +158,9 @@ class LlmSettings(_Section):
     prefill_step_size: int = Field(2048, ge=1)
     swap_drain_s: float = Field(30.0, ge=0)  # a hot swap lets running generations finish this long, then fails them
     default_temperature: float = Field(1.0, ge=0, le=2)  # OpenAI's default when a request names none
+    upstream_connect_timeout_s: float = Field(5.0, gt=0)  # an upstream that does not connect this fast is skipped
+    upstream_read_timeout_s: float = Field(600.0, gt=0)  # longest silence between two chunks of an upstream answer
+    upstream_breaker_s: float = Field(30.0, ge=0)  # a failed upstream URL gets no requests for this long
     mock_script: Path | None = None  # mock mode answers by these rules (JSON or TOML), else the canned call
 
     @field_validator("mock_script")
@@ -181,6 +191,25 @@ class SttSettings(_Section):
     sphinx_processes: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1)
 
 
+class McpServerEntry(_Section):
+    """An operator-configured MCP server (`[[responses.mcp_servers]]`), used by naming its label with no
+    server_url: either `url` (+ `headers`) or `command` (+ `args`, `env`) for a stdio server ddx-omni starts."""
+
+    label: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")  # as a request's server_label
+    url: str | None = None
+    headers: dict[str, str] = {}
+    command: str | None = None
+    args: list[str] = []
+    env: dict[str, str] = {}
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerEntry:
+        if (self.url is None) == (self.command is None):
+            raise ValueError(f"MCP server {self.label!r} needs exactly one of url or command")
+        return self
+
+
 class ResponsesSettings(_Section):
     db_path: Path = Field(default_factory=lambda: state_dir() / "responses.db")
     default_max_output_tokens: int = Field(1024, ge=1)
@@ -189,6 +218,13 @@ class ResponsesSettings(_Section):
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     # built-in tool calls (MCP, file search…) one response may run when the request sets no max_tool_calls
     max_tool_calls: int = Field(16, ge=1)
+    mcp_servers: list[McpServerEntry] = []
+    # glob patterns a request's server_url must match (fnmatch, whole URL); anything else is a 400
+    mcp_allowed_urls: list[str] = ["*"]
+    mcp_timeout_s: float = Field(30.0, gt=0)  # bounds connecting, listing and each call of an MCP server
+    mcp_max_output_chars: int = Field(20000, ge=1)  # what the model reads of one MCP call's result, at most
+
+    _csv = field_validator("mcp_allowed_urls", mode="before")(_split_csv)
 
 
 class AnthropicSettings(_Section):
@@ -214,9 +250,6 @@ class Settings(BaseSettings):
                                    **_: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
         # load_settings merges the layers itself (to know where each value came from).
         return (init_settings,)
-
-
-SECTIONS = tuple(Settings.model_fields)
 
 
 class SettingsError(Exception):

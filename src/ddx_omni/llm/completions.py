@@ -8,7 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -80,7 +80,7 @@ class _Logprobs:
         return out
 
 
-def _finish(delta: ChatDelta) -> str:
+def _finish(delta: ChatDelta) -> Literal["stop", "length"]:
     return "length" if delta.finish_reason == "length" else "stop"
 
 

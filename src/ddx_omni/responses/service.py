@@ -15,6 +15,7 @@ from ..llm.engine import ChatEngine, ChatParams
 from ..tools.base import ToolKind, ToolRequestContext
 from . import items as it
 from .events import DONE, EventLog, encode
+from .prompt import PromptFitter
 from .schemas import (
     CONVERSATION_ITEMS_MAX,
     CreateResponseRequest,
@@ -26,7 +27,6 @@ from .schemas import (
     not_found,
     response_object,
 )
-from .prompt import PromptFitter
 from .store import Store
 from .tooling import bind_tools, item_types, replays
 from .turn import TERMINAL_EVENTS, Turn, TurnPlan
@@ -125,9 +125,10 @@ class ResponsesService:
         if request.background:
             return Created(body=dict(plan.response, output=[]))
         await self._wait_unless_left(turn, disconnected)
-        total_ms, engine_ms = (time.perf_counter() - started) * 1000, turn.engine_s * 1000
-        return Created(body=turn.response, server_timing=f"engine;dur={engine_ms:.3f}, "
-                                                         f"gateway;dur={total_ms - engine_ms:.3f}")
+        total_ms, engine_ms, tools_ms = ((time.perf_counter() - started) * 1000, turn.engine_s * 1000,
+                                         turn.tools_s * 1000)
+        return Created(body=turn.response, server_timing=f"engine;dur={engine_ms:.3f}, tools;dur={tools_ms:.3f}, "
+                                                         f"gateway;dur={total_ms - engine_ms - tools_ms:.3f}")
 
     async def _wait_unless_left(self, turn: Turn, disconnected: Callable[[], Awaitable[bool]] | None) -> None:
         """Wait for the turn; a client that hung up meanwhile stops it (it is saved as cancelled)."""

@@ -3,20 +3,15 @@ verbose_json. The whole file goes through the pre-recorded path (VAD segments be
 
 from __future__ import annotations
 
-import asyncio
 import math
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import PlainTextResponse
 
-from ..core.errors import ApiError, ModelUnavailable, RequestInvalid
-from .audio import UnsupportedAudio
-from .schemas import CONTAINER_ENCODINGS, ListenOptions, PrerecordedResponse
+from ..core.errors import RequestInvalid
+from .schemas import CONTAINER_ENCODINGS, PrerecordedResponse
 from .service import SttService
-from .session import ENGINE_WAIT_S, SessionRefused, check_language
-from .transcriber import transcribe_file
 from .transcription_schemas import (
     DurationUsage,
     Granularity,
@@ -88,33 +83,18 @@ def encoding_of(filename: str | None) -> str | None:
     return extension if extension in CONTAINER_ENCODINGS else None
 
 
-async def _transcribe(service: SttService, audio: bytes, language: str, encoding: str | None) -> PrerecordedResponse:
-    engine = await service.wait_ready(ENGINE_WAIT_S)
-    if engine is None:
-        raise ModelUnavailable(f"speech engine {service.state}", service.error)
-    try:
-        check_language(engine, language)
-    except SessionRefused as refused:
-        raise RequestInvalid(refused.reason, param="language") from None
-    options = ListenOptions(language=language, encoding=encoding, punctuate=True, utterances=True, words=True)
-    try:
-        return await asyncio.get_running_loop().run_in_executor(
-            engine.executor, transcribe_file, engine, options, service.settings, str(uuid.uuid4()), audio)
-    except UnsupportedAudio as exc:
-        raise ApiError("The file could not be decoded as audio", str(exc), status=400, code="unsupported_audio",
-                       param="file") from None
-
-
 @router.post("/v1/audio/transcriptions", summary="OpenAI audio transcriptions (json, text, srt, vtt, verbose_json)",
              response_model=Transcription | TranscriptionVerbose)
 async def transcriptions(
     request: Request,
     file: Annotated[UploadFile, File()],
-    model: Annotated[str, Form()] = "",  # any name: the loaded speech engine answers (see /health)
+    # model, prompt and temperature are accepted as OpenAI's clients send them; the loaded engine answers
+    # (see /health), and neither engine takes a text prompt or samples
+    model: Annotated[str, Form()] = "",  # noqa: ARG001
     language: Annotated[str | None, Form()] = None,
-    prompt: Annotated[str | None, Form()] = None,  # accepted; neither engine takes a text prompt
+    prompt: Annotated[str | None, Form()] = None,  # noqa: ARG001
     response_format: Annotated[ResponseFormat, Form()] = "json",
-    temperature: Annotated[float | None, Form()] = None,  # accepted; the engines decode greedily
+    temperature: Annotated[float | None, Form()] = None,  # noqa: ARG001
     timestamp_granularities: Annotated[list[Granularity] | None, Form(alias="timestamp_granularities[]")] = None,
 ) -> Any:
     if timestamp_granularities and response_format != "verbose_json":
@@ -123,6 +103,10 @@ async def transcriptions(
     audio = await file.read()
     if not audio:
         raise RequestInvalid("The file is empty", param="file")
-    result = await _transcribe(request.app.state.stt, audio, (language or "en").strip().lower(),
-                               encoding_of(file.filename))
+    query = {"language": language or "en", "punctuate": "true", "utterances": "true", "words": "true"}
+    encoding = encoding_of(file.filename)
+    if encoding is not None:
+        query["encoding"] = encoding
+    service: SttService = request.app.state.stt
+    result = await service.transcribe(query, audio, request.state.request_id)
     return _shape(result, response_format, language or "en", list(timestamp_granularities or []))
