@@ -18,8 +18,6 @@ from tests.responses.support import check_event_order, read_sse
 from .mcp_support import (
     call,
     client_for,
-    demo_server,  # noqa: F401 - fixture
-    everything,  # noqa: F401 - fixture
     say,
     silent_tcp_server,
     stdio_entry,
@@ -179,8 +177,9 @@ def test_unreachable_and_hanging_servers_become_item_errors(omni: Any) -> None:
     url, client = omni(**{"responses.mcp_timeout_s": 1})
     from tests.conftest import free_port
 
-    dead = client.responses.create(model="m", input="please add",
-                                   tools=[mcp(f"http://127.0.0.1:{free_port()}/mcp")])
+    dead = client.responses.create(model="m", input="please add",  # a forced choice of it falls back to auto
+                                   tools=[mcp(f"http://127.0.0.1:{free_port()}/mcp")],
+                                   tool_choice={"type": "mcp", "server_label": "demo", "name": "add"})
     assert dead.status == "completed" and dead.output[0].type == "mcp_list_tools"
     assert dead.output[0].error and dead.output[0].tools == []
     assert "does not offer" in dead.output_text  # no tools were offered: the model answered without them
@@ -327,3 +326,16 @@ def test_an_approval_request_streams_as_one_item(omni: Any, demo_server: Any) ->
     assert [item["type"] for item in final["output"]] == ["mcp_list_tools", "mcp_approval_request"]
     kinds = [e["type"] for e in events]
     assert kinds[-3:] == ["response.output_item.added", "response.output_item.done", "response.completed"]
+
+
+def test_concurrent_responses_share_one_kept_session(omni: Any, demo_server: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = demo_server()
+    _, client = omni()
+    first = client.responses.create(model="m", input="please add", tools=[mcp(server.url)])
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: client.responses.create(
+            model="m", input="please add", tools=[mcp(server.url)], previous_response_id=first.id), range(4)))
+    assert [a.output_text for a in answers] == ["The sum is 5."] * 4
+    assert server.counts() == {"list": 1, "call": 5}  # one listing for the chain, every call through one session

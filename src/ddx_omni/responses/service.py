@@ -170,7 +170,8 @@ class ResponsesService:
             raise bad_request("input: give at least one item (or a previous_response_id / conversation with history)",
                               "input")
         response_id = new_id("resp")
-        context = ToolRequestContext(response_id, history, list(request.include or []), input_items)
+        context = ToolRequestContext(response_id, history, list(request.include or []), input_items,
+                                     request.tool_choice)
         builtin_echo, turn_tools = await bind_tools(self.kinds, request.tools, context)
         turn_tools.check_choice(tool_choice)
         response = response_object(request, response_id=response_id, model=request.model or "",
