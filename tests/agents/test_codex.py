@@ -48,10 +48,11 @@ def test_codex_exec_completes_with_the_scripted_answer(ddx: Any, tmp_path: Path)
 
 def test_codex_runs_a_scripted_shell_call_and_returns_its_output(ddx: Any, tmp_path: Path) -> None:
     # The answer rule matches only the command's output (6*7 is computed by the shell), which reaches the model
-    # only as the function_call_output Codex sends back.
+    # only as the function_call_output Codex sends back (the scripted reasoning makes the
+    # turn carry a reasoning item too).
     server = ddx([{"match": "ddx-42", "reply": {"content": "The command printed ddx-42."}},
                   {"match": "run the check", "reply": {
-                      "content": "Running it.",
+                      "reasoning": "The user wants the check run.", "content": "Running it.",
                       "tool_calls": [{"name": "exec_command", "arguments": {"cmd": "echo ddx-$((6*7))"}}]}}])
     events = codex(server, "run the check", tmp_path)
     commands = _items(events, "command_execution")
