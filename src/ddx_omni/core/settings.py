@@ -268,6 +268,12 @@ class WebSearchSettings(_Section):
         return self
 
 
+class AnthropicSettings(_Section):
+    # Seconds between `ping` events while a stream has nothing else to say (a long prefill), so that clients
+    # and proxies with idle timeouts keep the stream open.
+    ping_interval_s: float = Field(5.0, gt=0)
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with `load_settings`, which does the layering."""
 
@@ -279,6 +285,7 @@ class Settings(BaseSettings):
     stt: SttSettings = SttSettings()
     responses: ResponsesSettings = ResponsesSettings()
     web_search: WebSearchSettings = WebSearchSettings()
+    anthropic: AnthropicSettings = AnthropicSettings()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
