@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import REPO, build_settings, live_server
 from tests.llm.conftest import wait_ready
 
+VLM_ID = "tiny-vlm"  # the registry id of the tiny VLM on the vision servers
 IMAGE_HOST = "127.0.0.2"  # plays a public host: the servers here allow 127.0.0.2/32 as if it were one
 
 
@@ -82,7 +83,8 @@ def image_host() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def vision_server(vlm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings = build_settings(tmp_path_factory.mktemp("vision"), {
-        "llm.use_real_model": True, "llm.model": str(vlm_dir), "vision.allowed_networks": [f"{IMAGE_HOST}/32"],
+        "llm.use_real_model": True, "llm.model": VLM_ID, "llm.models": [{"id": VLM_ID, "path": str(vlm_dir)}],
+        "vision.allowed_networks": [f"{IMAGE_HOST}/32"],
         "vision.max_image_bytes": 200_000})
     with live_server(settings) as url:
         state = wait_ready(url, timeout=120)
