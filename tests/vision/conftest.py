@@ -51,7 +51,7 @@ def vlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class _Images(BaseHTTPRequestHandler):
     """GET /png/W/H → a W×H PNG; /big → more bytes than the cap; /text → not an image."""
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         parts = self.path.strip("/").split("/")
         if parts[0] == "png":
             body, kind = png(int(parts[1]), int(parts[2])), "image/png"

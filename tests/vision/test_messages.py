@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-import anthropic
 import pytest
+
+import anthropic
 
 from .conftest import VLM_ID, png
 from .test_chat import image_tokens

@@ -2,8 +2,8 @@
 
 Images in a user turn go to the model as chat image parts (a text-only model answers them with a 400 that says
 which models take images). What a local model cannot use otherwise is skipped with a visible marker or dropped:
-images inside tool results and documents become "[image omitted]" / "[document omitted]", thinking blocks in the history are dropped (the chat
-templates drop past reasoning too), server tools (`web_search`, `bash`, … without `input_schema`) are not offered.
+images inside tool results and documents become "[image omitted]" / "[document omitted]", thinking blocks in
+the history are dropped (the chat templates drop past reasoning too), server tools (`web_search`, `bash`, … without `input_schema`) are not offered.
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ def _user_messages(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def image_part(block: dict[str, Any]) -> dict[str, Any]:
     """An Anthropic image block → the chat image part llm/images.py loads (base64 → a data: URL)."""
-    source = block.get("source") if isinstance(block.get("source"), dict) else {}
+    raw = block.get("source")
+    source: dict[str, Any] = raw if isinstance(raw, dict) else {}
     kind = source.get("type")
     if kind == "base64":
         url = f"data:{source.get('media_type') or 'image/png'};base64,{source.get('data') or ''}"

@@ -16,7 +16,7 @@ import re
 from typing import Any, Protocol
 
 from ..core.errors import ApiError
-from ..core.fetch import FetchError, Fetcher, FetchLimits
+from ..core.fetch import Fetcher, FetchError, FetchLimits
 from ..core.settings import ModelEntry, VisionSettings
 from .engine import ChatParams
 from .registry import resolve

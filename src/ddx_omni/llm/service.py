@@ -135,7 +135,7 @@ class LlmService:
             await old.close(drain_s=self.settings.llm.swap_drain_s)
         start = time.perf_counter()
         try:
-            # a vision-language checkpoint (config.json has a vision_config: the registry's `multimodal`) runs on mlx-vlm
+            # a vision-language checkpoint (config.json has a vision_config: `multimodal`) runs on mlx-vlm
             engine_class = VisionEngine if entry.multimodal else MlxEngine
             self._engine = await engine_class.load(
                 entry.id, entry.path or entry.id, context_window=entry.context_window,

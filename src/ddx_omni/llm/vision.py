@@ -198,7 +198,9 @@ class VisionEngine:
             if not job.cancel.is_set():
                 self._generate(job)
         except Exception as exc:  # surfaced to the request; never kills the worker thread
-            job.emit(exc if isinstance(exc, ApiError) else LlmError("Generation failed", f"{type(exc).__name__}: {exc}"))
+            failure = exc if isinstance(exc, ApiError) else LlmError("Generation failed",
+                                                                     f"{type(exc).__name__}: {exc}")
+            job.emit(failure)
         finally:
             job.emit(_END)
 

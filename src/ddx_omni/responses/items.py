@@ -101,7 +101,8 @@ def _image_part(part: dict[str, Any], where: str) -> dict[str, Any]:
     (llm/images.py), when the engine that answers is known."""
     url, file_id, detail = part.get("image_url"), part.get("file_id"), part.get("detail") or "auto"
     if isinstance(url, dict):  # the chat shape {url, detail}, which some clients send here too
-        url, detail = url.get("url"), url.get("detail") or detail
+        detail = url.get("detail") or detail
+        url = url.get("url")
     if not (isinstance(url, str) and url) and not (isinstance(file_id, str) and file_id):
         raise bad_request(f"{where}: an input_image needs image_url (https or data: URL) or file_id", where)
     if detail not in ("auto", "low", "high"):
