@@ -120,18 +120,18 @@ def _train_tokenizer(vocab_target: int, pad_to: int | None) -> Any:
     return Tokenizer.from_str(json.dumps(spec))
 
 
-def _save_tokenizer(tok: Any, out_dir: Path) -> int:
+def _save_tokenizer(tok: Any, out_dir: Path, template: str = CHAT_TEMPLATE) -> int:
     from transformers import PreTrainedTokenizerFast
 
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS_TOKEN, pad_token="<|endoftext|>",
                                    additional_special_tokens=SPECIAL_TOKENS[1:])
-    fast.chat_template = CHAT_TEMPLATE
+    fast.chat_template = template
     fast.save_pretrained(str(out_dir))
     config_path = out_dir / "tokenizer_config.json"
     config = json.loads(config_path.read_text())
     config["tool_parser_type"] = "json_tools"  # mlx-lm picks its tool-call parser from this key
     if "chat_template" not in config:  # transformers 5 writes chat_template.jinja; keep both readers happy
-        config["chat_template"] = CHAT_TEMPLATE
+        config["chat_template"] = template
     config_path.write_text(json.dumps(config, indent=2))
     return tok.token_to_id(EOS_TOKEN)
 

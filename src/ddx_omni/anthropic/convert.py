@@ -1,8 +1,9 @@
 """Anthropic request → the engines' ChatParams (OpenAI-shaped messages and tools), and ids in Anthropic's style.
 
-What a text-only local model cannot use is skipped with a visible marker or dropped, never refused: images and
-documents become "[image omitted]" / "[document omitted]", thinking blocks in the history are dropped (the chat
-templates drop past reasoning too), server tools (`web_search`, `bash`, … without `input_schema`) are not offered.
+Images in a user turn go to the model as chat image parts (a text-only model answers them with a 400 that says
+which models take images). What a local model cannot use otherwise is skipped with a visible marker or dropped:
+images inside tool results and documents become "[image omitted]" / "[document omitted]", thinking blocks in
+the history are dropped (the chat templates drop past reasoning too), server tools (`web_search`, `bash`, … without `input_schema`) are not offered.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import uuid
 from typing import Any
 
+from ..core.errors import RequestInvalid
 from ..llm.engine import ChatParams
 from .protocol import CountTokensRequest, MessagesRequest, Tool, ToolChoice
 
@@ -61,10 +63,30 @@ def _user_messages(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{"role": "user", "content": content}]
     blocks = [b for b in content if isinstance(b, dict)]
     out = [_tool_result(b) for b in blocks if b.get("type") == "tool_result"]
-    texts = [t for b in blocks if b.get("type") != "tool_result" and (t := _block_text(b)) is not None]
+    rest = [b for b in blocks if b.get("type") != "tool_result"]
+    if any(b.get("type") == "image" for b in rest):  # the images go to the model (or get a 400 if it reads text only)
+        parts = [image_part(b) if b.get("type") == "image" else {"type": "text", "text": t}
+                 for b in rest if b.get("type") == "image" or (t := _block_text(b)) is not None]
+        return [*out, {"role": "user", "content": parts}]
+    texts = [t for b in rest if (t := _block_text(b)) is not None]
     if texts or not out:
         out.append({"role": "user", "content": "\n".join(texts)})
     return out
+
+
+def image_part(block: dict[str, Any]) -> dict[str, Any]:
+    """An Anthropic image block → the chat image part llm/images.py loads (base64 → a data: URL)."""
+    raw = block.get("source")
+    source: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    kind = source.get("type")
+    if kind == "base64":
+        url = f"data:{source.get('media_type') or 'image/png'};base64,{source.get('data') or ''}"
+        return {"type": "image_url", "image_url": {"url": url}}
+    if kind == "url":
+        return {"type": "image_url", "image_url": {"url": str(source.get("url") or "")}}
+    if kind == "file":
+        return {"type": "image_file", "file_id": source.get("file_id")}
+    raise RequestInvalid(f"image source type {kind!r} is not supported: use base64, url or file", param="messages")
 
 
 def _assistant_message(content: str | list[dict[str, Any]]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from ..core.errors import ApiError, ContextTooLong, RequestInvalid, anthropic_er
 from ..core.settings import Settings
 from ..llm.engine import ChatDelta, ChatEngine, ChatParams
 from ..llm.engine import Usage as EngineUsage
+from ..llm.images import has_images
 from .convert import chat_params, new_message_id
 from .events import BlockWriter, Event, content_of
 from .protocol import CountTokensRequest, Message, MessagesRequest, ModelInfo, ModelPage, Usage
@@ -74,18 +75,25 @@ class MessagesService:
     async def count_tokens(self, req: CountTokensRequest) -> int:
         _check_tool_choice(req)
         engine = await self.llm.engine(req.model)
-        return await engine.count_prompt_tokens(chat_params(req))
+        params = chat_params(req)
+        await self._images(engine, params)
+        return await engine.count_prompt_tokens(params)
 
     async def prepare(self, req: MessagesRequest) -> Prepared:
         _check_tool_choice(req)
         engine = await self.llm.engine(req.model)
         params = chat_params(req)
+        await self._images(engine, params)
         prompt = await engine.count_prompt_tokens(params)
         params.max_tokens = fit_context(prompt, engine.context_window, req.max_tokens)
         return Prepared(engine=engine, params=params, prompt_tokens=prompt,
                         show_thinking=req.thinking is None or req.thinking.type != "disabled",
                         single_call=bool(req.tool_choice and req.tool_choice.disable_parallel_tool_use),
                         message_id=new_message_id())
+
+    async def _images(self, engine: ChatEngine, params: ChatParams) -> None:
+        if has_images(params):  # only then is the LLM component's image input (llm/images.py) needed
+            await self.llm.images.prepare(engine.model_id, params)  # type: ignore[attr-defined]
 
     def _start(self, prepared: Prepared) -> Event:
         message = Message(id=prepared.message_id, model=prepared.engine.model_id, content=[], stop_reason=None,

@@ -288,6 +288,22 @@ class AnthropicSettings(_Section):
     ping_interval_s: float = Field(5.0, gt=0)
 
 
+class VisionSettings(_Section):
+    """Images in chat, Responses and Messages requests: how they are fetched, decoded and bounded."""
+
+    max_image_bytes: int = Field(20_000_000, ge=1024)  # one image, decoded from base64 or fetched; larger → 400
+    max_image_pixels: int = Field(50_000_000, ge=1)  # width × height Pillow may decode (decompression bombs)
+    max_images: int = Field(16, ge=1)  # images one request may carry, its replayed history included
+    low_detail_pixels: int = Field(512 * 512, ge=784)  # `detail: low` shrinks an image to at most this many pixels
+    fetch_timeout_s: float = Field(10.0, gt=0)  # one remote image, all redirects included
+    max_redirects: int = Field(5, ge=0, le=20)
+    allow_private_networks: bool = False  # let image URLs reach loopback/private/link-local addresses
+    allowed_networks: list[str] = []  # CIDRs fetched even so (an intranet image host)
+
+    _csv = field_validator("allowed_networks", mode="before")(_split_csv)
+    _cidrs = field_validator("allowed_networks")(WebSearchSettings._cidrs.__func__)  # type: ignore[attr-defined]
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with `load_settings`, which does the layering."""
 
@@ -301,6 +317,7 @@ class Settings(BaseSettings):
     anthropic: AnthropicSettings = AnthropicSettings()
     web_search: WebSearchSettings = WebSearchSettings()
     code_interpreter: CodeInterpreterSettings = CodeInterpreterSettings()
+    vision: VisionSettings = VisionSettings()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,

@@ -31,6 +31,9 @@ class ChatParams:
     # Legacy completions: raw text (or token ids) that the engine continues as-is, with no chat template;
     # `messages` is then ignored.
     prompt: str | list[int] | None = None
+    # Decoded images (PIL, RGB), one per image part of `messages` in order; filled by llm/images.py's ImageInput
+    # for a multimodal model, empty otherwise.
+    images: list[Any] = field(default_factory=list)
 
 
 @dataclass

@@ -95,9 +95,8 @@ def to_params(req: ChatCompletionRequest) -> ChatParams:
         raise RequestInvalid("n > 1 is not supported: ask for one choice per request", param="n")
     for i, message in enumerate(req.messages):
         parts = message.content if isinstance(message.content, list) else []
-        if any(not isinstance(part, dict) or part.get("type") != "text" for part in parts):
-            raise RequestInvalid("Only text content parts are supported (this server's models take text only)",
-                                 param=f"messages.{i}.content")
+        if any(not isinstance(part, dict) or part.get("type") not in ("text", "image_url") for part in parts):
+            raise RequestInvalid("Only text and image_url content parts are supported", param=f"messages.{i}.content")
     if req.top_logprobs and not req.logprobs:
         raise RequestInvalid("top_logprobs needs logprobs: true", param="top_logprobs")
     _check_tool_choice(req)
@@ -235,6 +234,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Cha
     service = _service(request)
     params = to_params(body)
     engine = await service.engine(body.model)
+    await service.images.prepare(engine.model_id, params, param="messages")
     await _fit_context(engine, params, service.settings.llm.default_max_tokens)
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": engine.model_id}
     deltas = engine.stream(params)

@@ -12,10 +12,12 @@ import httpx
 from ..core.errors import ModelNotFound, ModelUnavailable
 from ..core.settings import ModelEntry, Settings, load_mock_script
 from .engine import ChatEngine
+from .images import ImageInput
 from .mlx_engine import MlxEngine
 from .mock import MockEngine
 from .registry import build_registry, resolve
 from .upstream import UpstreamEngine
+from .vision import VisionEngine
 
 log = logging.getLogger("ddx_omni.llm")
 
@@ -32,7 +34,8 @@ class LlmService:
         self.model_state = "loading" if self.real else "ready"
         self.model_error: str | None = None
         self.last_load_ms: int | None = None if self.real else 0
-        self._engine: MlxEngine | None = None
+        self._engine: MlxEngine | VisionEngine | None = None
+        self.images = ImageInput(settings.vision, self.registry)  # image parts → decoded images, or a clear 400
         self._swap_lock = asyncio.Lock()
         self._settled = asyncio.Event()  # set whenever no load is in progress (loaded or failed)
         self._load_task: asyncio.Task[Any] | None = None
@@ -58,6 +61,7 @@ class LlmService:
 
     async def stop(self) -> None:
         await self._http.aclose()
+        await self.images.aclose()
         if self._load_task is not None and not self._load_task.done():
             self._load_task.cancel()
         async with self._swap_lock:
@@ -131,7 +135,9 @@ class LlmService:
             await old.close(drain_s=self.settings.llm.swap_drain_s)
         start = time.perf_counter()
         try:
-            self._engine = await MlxEngine.load(
+            # a vision-language checkpoint (config.json has a vision_config: `multimodal`) runs on mlx-vlm
+            engine_class = VisionEngine if entry.multimodal else MlxEngine
+            self._engine = await engine_class.load(
                 entry.id, entry.path or entry.id, context_window=entry.context_window,
                 prefill_step_size=self.settings.llm.prefill_step_size,
                 default_temperature=self.settings.llm.default_temperature,

@@ -89,9 +89,25 @@ def _content_part(part: Any, part_type: str, where: str) -> dict[str, Any]:
         if not isinstance(text, str):
             raise bad_request(f"{where}.text: must be a string", f"{where}.text")
         return _text_part(part_type, text)
-    if kind in ("input_image", "input_file", "input_audio"):
-        raise bad_request(f"{where}: {kind} is not supported by the text models served here", f"{where}.type")
+    if kind == "input_image":
+        return _image_part(part, where)
+    if kind in ("input_file", "input_audio"):
+        raise bad_request(f"{where}: {kind} is not supported by the models served here", f"{where}.type")
     raise bad_request(f"{where}: unknown content part type {kind!r}", f"{where}.type")
+
+
+def _image_part(part: dict[str, Any], where: str) -> dict[str, Any]:
+    """An input_image in OpenAI's stored shape; whether the model takes it, and the bytes, are checked later
+    (llm/images.py), when the engine that answers is known."""
+    url, file_id, detail = part.get("image_url"), part.get("file_id"), part.get("detail") or "auto"
+    if isinstance(url, dict):  # the chat shape {url, detail}, which some clients send here too
+        detail = url.get("detail") or detail
+        url = url.get("url")
+    if not (isinstance(url, str) and url) and not (isinstance(file_id, str) and file_id):
+        raise bad_request(f"{where}: an input_image needs image_url (https or data: URL) or file_id", where)
+    if detail not in ("auto", "low", "high"):
+        raise bad_request(f"{where}.detail: must be auto, low or high", f"{where}.detail")
+    return {"type": "input_image", "image_url": url or None, "file_id": file_id or None, "detail": detail}
 
 
 def _required_str(item: dict[str, Any], key: str, where: str) -> str:
@@ -134,6 +150,22 @@ def _approval_response(item: dict[str, Any], where: str) -> dict[str, Any]:
 
 # ---- items → chat messages ----------------------------------------------------------------------------
 
+def _chat_part(part: dict[str, Any]) -> dict[str, Any]:
+    if part.get("type") != "input_image":
+        return {"type": "text", "text": part.get("text", "")}
+    if part.get("image_url"):
+        return {"type": "image_url", "image_url": {"url": part["image_url"], "detail": part.get("detail", "auto")}}
+    return {"type": "image_file", "file_id": part.get("file_id"), "detail": part.get("detail", "auto")}
+
+
+def _content_of(item: dict[str, Any]) -> str | list[dict[str, Any]]:
+    """A message's chat content: its text, or chat parts in order when it holds images."""
+    parts = item.get("content") or []
+    if any(part.get("type") == "input_image" for part in parts):
+        return [_chat_part(part) for part in parts]
+    return _text_of(item)
+
+
 def _text_of(item: dict[str, Any]) -> str:
     parts = item.get("content") or []
     if len(parts) == 1:  # the common case, on the per-item path of every history replay
@@ -152,7 +184,7 @@ def to_chat_messages(items: list[dict[str, Any]], instructions: str | None,
         kind = item.get("type")
         if kind == "message":
             role = "system" if item["role"] == "developer" else item["role"]
-            messages.append({"role": role, "content": _text_of(item)})
+            messages.append({"role": role, "content": _content_of(item)})
         elif kind == "function_call":
             _add_call(messages, item["call_id"], item["name"], item["arguments"])
         elif kind == "function_call_output":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ class PromptFitter:
     reserve: int  # tokens kept free for the output
     replays: dict[str, ReplayedCall] = field(default_factory=dict)
     engine_s: float = 0.0  # time spent counting tokens in the engine
+    images: Callable[[ChatParams], Awaitable[None]] | None = None  # loads the images of params.messages
 
     @property
     def budget(self) -> int:
@@ -29,6 +31,8 @@ class PromptFitter:
 
     async def _tokens(self, params: ChatParams, items: list[dict[str, Any]]) -> int:
         params.messages = it.to_chat_messages(items, self.instructions, self.replays)
+        if self.images is not None:
+            await self.images(params)
         started = time.perf_counter()
         try:
             return await self.engine.count_prompt_tokens(params)

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from ..core.disconnect import finished_before_hangup
 from ..core.settings import Settings
 from ..llm.engine import ChatEngine, ChatParams
+from ..llm.images import has_images
 from ..tools.base import ToolKind, ToolRequestContext
 from . import items as it
 from .events import DONE, EventLog, encode
@@ -189,7 +190,7 @@ class ResponsesService:
                             response_format=fmt)
         items = history + input_items
         fitter = PromptFitter(engine, request.instructions, request.truncation, request.max_output_tokens or 1,
-                              replays(self.kinds, items))
+                              replays(self.kinds, items), images=self._image_loader(engine.model_id))
         prompt_tokens, first = await fitter.fit(params, items)
         if request.max_output_tokens is None:  # the default must not push prompt + output past the window
             params.max_tokens = max(1, min(params.max_tokens or 1, engine.context_window - prompt_tokens))
@@ -206,7 +207,19 @@ class ResponsesService:
         engine = await self.llm.engine(request.model)
         params = ChatParams(messages=it.to_chat_messages(items, request.instructions, replays(self.kinds, items)),
                             tools=chat_tools)
+        await self._image_loader(engine.model_id)(params)
         return {"object": "response.input_tokens", "input_tokens": await engine.count_prompt_tokens(params)}
+
+    def _image_loader(self, model_id: str) -> Callable[[ChatParams], Awaitable[None]]:
+        """Loads a prompt's images for `model_id` (a 400 when it reads text only), each image once per turn."""
+        memo: dict[str, Any] = {}
+
+        async def load(params: ChatParams) -> None:
+            if has_images(params):  # only then is the LLM component's image input needed
+                # the LLM component's ImageInput (stand-in components without one serve text only)
+                await self.llm.images.prepare(model_id, params, memo=memo)  # type: ignore[attr-defined]
+
+        return load
 
     async def _history(self, previous_id: str | None, conversation_id: str | None) -> list[dict[str, Any]]:
         """The items a new turn continues from: the stored chain, or the conversation's items."""
