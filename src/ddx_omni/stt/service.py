@@ -20,25 +20,6 @@ log = logging.getLogger("ddx_omni.stt")
 
 
 class LiveSession(Protocol):
-    async def transcribe(self, query: dict[str, str], audio: bytes, request_id: str) -> PrerecordedResponse:
-        """A whole file → Deepgram's pre-recorded JSON, decoded and transcribed on the engine's executor.
-        Bad options or audio raise ApiError 400 (the live protocol's reason as the message)."""
-        try:
-            options = parse_options(query, self.settings)
-            engine = await self.wait_ready(ENGINE_WAIT_S)
-            if engine is None:
-                raise ModelUnavailable(f"speech engine {self.state}", self.error)
-            check_language(engine, options.language)
-        except ListenRefused as refused:
-            raise ApiError(refused.reason, status=400, code="bad_request") from None
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(engine.executor, transcribe_file, engine, options, self.settings,
-                                              request_id, audio)
-        except UnsupportedAudio as exc:
-            raise ApiError("unsupported-data", f"the body could not be decoded: {exc}", status=400,
-                           code="unsupported_data") from None
-
     async def going_away(self) -> None: ...
 
 
