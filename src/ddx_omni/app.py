@@ -26,30 +26,39 @@ from .responses import router as responses_router
 from .responses import service as responses_service
 from .stt import router as stt_router
 from .stt import service as stt_service
+from .tools import web_search as web_search_tool
 from .tools.base import ToolKind
 from .tools.code_interpreter import CodeInterpreterKind
 from .tools.mcp import McpKind
 from .web import router as web_router
+from .web_search import service as web_search_service
+from .web_search.service import WebSearchService
 
 log = logging.getLogger("ddx_omni")
 
 
-def build_tools(settings: Settings, containers: ContainersService) -> dict[str, ToolKind]:
+def build_tools(settings: Settings, web_search: WebSearchService,
+                containers: ContainersService) -> dict[str, ToolKind]:
     """The built-in Responses tool kinds, by the request tool `type` they serve (tools/base.py)."""
     kinds: dict[str, ToolKind] = {}
     kinds["mcp"] = McpKind(settings.responses)
+    kinds.update(web_search_tool.kinds(web_search))  # web_search, web_search_preview and their dated names
     kinds["code_interpreter"] = CodeInterpreterKind(containers)
     return kinds
 
 
 def build_components(settings: Settings) -> dict[str, Component]:
     llm = llm_service.create_service(settings)
+    web_search = web_search_service.create_service(settings)
     containers = containers_service.create_service(settings)
+    tools = build_tools(settings, web_search, containers)
     return {
         "llm": llm,
         "stt": stt_service.create_service(settings),
-        "code_interpreter": containers,  # before responses: started first, stopped last
-        "responses": responses_service.create_service(settings, llm, build_tools(settings, containers)),
+        # before responses: they stop after the turns that may still be fetching pages / running code
+        "web_search": web_search,
+        "code_interpreter": containers,
+        "responses": responses_service.create_service(settings, llm, tools),
     }
 
 

@@ -115,6 +115,7 @@ class LookupKind:
     type: str = "lookup"
     item_types: tuple[str, ...] = ("lookup_call", "lookup_hold")
     delay: float = 0.0
+    answer: str | None = None  # what every call returns instead of "value of KEY"
     calls: list[dict[str, Any]] = field(default_factory=list)
     bound_contexts: list[ToolRequestContext] = field(default_factory=list)
 
@@ -157,7 +158,7 @@ class BoundLookup:
         self.kind.calls.append(arguments)
         if self.kind.delay:
             await asyncio.sleep(self.kind.delay)
-        item["output"] = f"value of {arguments.get('key')}"
+        item["output"] = self.kind.answer or f"value of {arguments.get('key')}"
         item["status"] = "completed"
         emit("response.lookup_call.completed")
         return item["output"]
@@ -190,7 +191,17 @@ def read_sse(url: str, body: dict[str, Any] | None = None, *, get: str | None = 
     return events, names
 
 
-BUILTIN_EVENTS: dict[str, Callable[[dict[str, Any], list[dict[str, Any]], dict[str, Any]], None]] = {}
+def _check_reasoning(added: dict[str, Any], events: list[dict[str, Any]], done: dict[str, Any]) -> None:
+    """reasoning_text deltas, then one done with their text; the item's content holds the same text."""
+    kinds = [e["type"] for e in events]
+    assert kinds == ["response.reasoning_text.delta"] * (len(kinds) - 1) + ["response.reasoning_text.done"], kinds
+    text = "".join(e["delta"] for e in events[:-1])
+    assert added["content"] == [{"type": "reasoning_text", "text": ""}] and events[-1]["text"] == text
+    assert done["content"] == [{"type": "reasoning_text", "text": text}] and done["status"] == "completed"
+
+
+BUILTIN_EVENTS: dict[str, Callable[[dict[str, Any], list[dict[str, Any]], dict[str, Any]], None]] = {
+    "reasoning": _check_reasoning}
 
 
 def check_builtin_item(added: dict[str, Any], events: list[dict[str, Any]], done: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ so that a bad one can be reported with where it came from; pydantic does the val
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "DDX_"
@@ -85,6 +86,13 @@ class ModelEntry(ModelExtras):
 
     id: str
     path: str | None = None  # hub repo or local directory; defaults to `id`
+    # an upstream OpenAI-compatible server (`http://host:port/v1`) answers for this id instead of a local model;
+    # several URLs are balanced by least outstanding requests, with failover
+    url: list[str] = []
+    api_key: SecretStr | None = None  # sent to the upstream only, never shown
+    upstream_model: str | None = None  # the model name the upstream knows, when not `id`
+
+    _csv = field_validator("url", mode="before")(_split_csv)
 
 
 DEFAULT_MODEL = "mlx-community/Qwen3-4B-Instruct-2507-4bit"
@@ -151,6 +159,9 @@ class LlmSettings(_Section):
     prefill_step_size: int = Field(2048, ge=1)
     swap_drain_s: float = Field(30.0, ge=0)  # a hot swap lets running generations finish this long, then fails them
     default_temperature: float = Field(1.0, ge=0, le=2)  # OpenAI's default when a request names none
+    upstream_connect_timeout_s: float = Field(5.0, gt=0)  # an upstream that does not connect this fast is skipped
+    upstream_read_timeout_s: float = Field(600.0, gt=0)  # longest silence between two chunks of an upstream answer
+    upstream_breaker_s: float = Field(30.0, ge=0)  # a failed upstream URL gets no requests for this long
     mock_script: Path | None = None  # mock mode answers by these rules (JSON or TOML), else the canned call
 
     @field_validator("mock_script")
@@ -185,7 +196,7 @@ class McpServerEntry(_Section):
     """An operator-configured MCP server (`[[responses.mcp_servers]]`), used by naming its label with no
     server_url: either `url` (+ `headers`) or `command` (+ `args`, `env`) for a stdio server ddx-omni starts."""
 
-    label: str = Field(min_length=1)
+    label: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")  # as a request's server_label
     url: str | None = None
     headers: dict[str, str] = {}
     command: str | None = None
@@ -217,6 +228,46 @@ class ResponsesSettings(_Section):
     _csv = field_validator("mcp_allowed_urls", mode="before")(_split_csv)
 
 
+class WebSearchSettings(_Section):
+    """The Responses `web_search` tool: which search backend, and how pages are fetched."""
+
+    provider: Literal["none", "searxng", "brave", "tavily"] = "none"  # none: web_search is not offered
+    url: str = ""  # searxng: its base URL (required); brave/tavily: overrides the public API's base URL
+    api_key: SecretStr | None = None  # brave/tavily key; never logged, echoed or stored
+    max_results: int = Field(5, ge=1, le=20)  # results listed to the model per search
+    pages_per_search: int = Field(3, ge=0, le=10)  # top results whose readable text a search hands the model
+    search_timeout_s: float = Field(10.0, gt=0)  # one provider query
+    fetch_timeout_s: float = Field(10.0, gt=0)  # one page, all redirects included
+    max_page_bytes: int = Field(2_000_000, ge=1024)  # a page body is cut here
+    max_redirects: int = Field(5, ge=0, le=20)
+    allow_private_networks: bool = False  # let pages on loopback/private/link-local addresses be fetched
+    allowed_networks: list[str] = []  # CIDRs fetched even so (an intranet wiki: ["10.1.2.0/24"])
+    cache_ttl_s: float = Field(300.0, ge=0)  # search results and pages are reused this long (0: no cache)
+    # characters of page text a whole search may hand the model, by the request's search_context_size
+    context_chars_low: int = Field(3000, ge=200)
+    context_chars_medium: int = Field(8000, ge=200)
+    context_chars_high: int = Field(24000, ge=200)
+    user_agent: str = "ddx-omni-web-search/1.0"
+
+    _csv = field_validator("allowed_networks", mode="before")(_split_csv)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        for cidr in v:
+            ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad one
+        return v
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> WebSearchSettings:
+        if self.provider == "searxng" and not self.url:
+            raise ValueError("provider 'searxng' needs [web_search].url (DDX_WEB_SEARCH__URL), "
+                             "the base URL of a SearXNG instance with the json format enabled")
+        if self.provider in ("brave", "tavily") and self.api_key is None:
+            raise ValueError(f"provider '{self.provider}' needs [web_search].api_key (DDX_WEB_SEARCH__API_KEY)")
+        return self
+
+
 class CodeInterpreterSettings(_Section):
     data_dir: Path = Field(default_factory=lambda: state_dir() / "containers")  # containers' /mnt/data + records
     # without bubblewrap the code interpreter is refused (400); true runs code as plain, unisolated processes
@@ -243,6 +294,7 @@ class Settings(BaseSettings):
     llm: LlmSettings = LlmSettings()
     stt: SttSettings = SttSettings()
     responses: ResponsesSettings = ResponsesSettings()
+    web_search: WebSearchSettings = WebSearchSettings()
     code_interpreter: CodeInterpreterSettings = CodeInterpreterSettings()
 
     @classmethod
@@ -250,9 +302,6 @@ class Settings(BaseSettings):
                                    **_: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
         # load_settings merges the layers itself (to know where each value came from).
         return (init_settings,)
-
-
-SECTIONS = tuple(Settings.model_fields)
 
 
 class SettingsError(Exception):

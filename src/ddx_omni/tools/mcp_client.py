@@ -94,7 +94,7 @@ class McpConnection:
                 await self._stop.wait()
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # noqa: BLE001 - anyio wraps transport failures in exception groups
+        except BaseException as exc:  # anyio wraps transport failures in exception groups
             message = _describe(exc)
             if not ready.done():
                 ready.set_exception(McpUnavailable(f"MCP server {self.target.label!r} ({self.target.where}): "
@@ -112,7 +112,7 @@ class McpConnection:
         if task is not None and not task.done():
             try:
                 await asyncio.wait_for(asyncio.shield(task), 5)
-            except (TimeoutError, Exception):  # noqa: BLE001 - a stuck transport is cancelled instead
+            except (TimeoutError, Exception):  # a stuck transport is cancelled instead
                 task.cancel()
         self.session = None
 
@@ -158,11 +158,11 @@ class McpConnection:
         except Exception as exc:
             from mcp import MCPError
 
-            if isinstance(exc, MCPError):
-                raise
-            if "timed out" in str(exc).lower():
+            if "timed out" in str(exc).lower():  # the session's read timeout (an MCPError in mcp 2.3)
                 raise McpUnavailable(f"MCP server {self.target.label!r} did not answer within {timeout:g} s "
                                      f"while {doing}", 504) from None
+            if isinstance(exc, MCPError):
+                raise
             await self.close()  # the session is broken: the next use opens a new one
             raise McpUnavailable(f"MCP server {self.target.label!r} failed while {doing}: {_describe(exc)}",
                                  _status_of(exc)) from None
@@ -189,9 +189,9 @@ async def _transport(target: McpTarget) -> Any:
     import httpx2
     from mcp.client.streamable_http import streamable_http_client
 
-    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0)) as http:
-        async with streamable_http_client(target.url, http_client=http) as streams:
-            yield streams
+    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0))
+    async with http, streamable_http_client(target.url, http_client=http) as streams:
+        yield streams
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
@@ -221,6 +221,7 @@ class McpPool:
 
     def __init__(self) -> None:
         self.connections: OrderedDict[str, McpConnection] = OrderedDict()
+        self._closing: set[asyncio.Task[None]] = set()  # evicted sessions being closed (held: tasks are weak)
 
     def get(self, target: McpTarget) -> McpConnection:
         connection = self.connections.get(target.key)
@@ -233,7 +234,9 @@ class McpPool:
     def _evict(self) -> None:
         unconfigured = [key for key, c in self.connections.items() if not c.target.configured]
         for key in unconfigured[:max(0, len(unconfigured) - MAX_KEPT_SESSIONS)]:
-            asyncio.get_running_loop().create_task(self.connections.pop(key).close())
+            task = asyncio.get_running_loop().create_task(self.connections.pop(key).close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def close_all(self) -> None:
         connections, self.connections = list(self.connections.values()), OrderedDict()
