@@ -266,8 +266,6 @@ class WebSearchSettings(_Section):
         if self.provider in ("brave", "tavily") and self.api_key is None:
             raise ValueError(f"provider '{self.provider}' needs [web_search].api_key (DDX_WEB_SEARCH__API_KEY)")
         return self
-
-
 class CodeInterpreterSettings(_Section):
     data_dir: Path = Field(default_factory=lambda: state_dir() / "containers")  # containers' /mnt/data + records
     # without bubblewrap the code interpreter is refused (400); true runs code as plain, unisolated processes
@@ -284,6 +282,12 @@ class CodeInterpreterSettings(_Section):
     uid_base: int = Field(200000, ge=1000)  # a root server runs container n as uid uid_base + n
 
 
+class AnthropicSettings(_Section):
+    # Seconds between `ping` events while a stream has nothing else to say (a long prefill), so that clients
+    # and proxies with idle timeouts keep the stream open.
+    ping_interval_s: float = Field(5.0, gt=0)
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with `load_settings`, which does the layering."""
 
@@ -294,6 +298,7 @@ class Settings(BaseSettings):
     llm: LlmSettings = LlmSettings()
     stt: SttSettings = SttSettings()
     responses: ResponsesSettings = ResponsesSettings()
+    anthropic: AnthropicSettings = AnthropicSettings()
     web_search: WebSearchSettings = WebSearchSettings()
     code_interpreter: CodeInterpreterSettings = CodeInterpreterSettings()
 
