@@ -3,12 +3,15 @@ where no sandbox can be built."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from ddx_omni.containers.sandbox import Sandbox
@@ -115,3 +118,21 @@ async def test_allow_unsandboxed_runs_plain_processes_with_an_error_log(make_ser
     assert result.logs.strip() == str(service.data_dir(c["id"]))
     assert any(r.levelno == logging.ERROR and "UNSANDBOXED" in r.getMessage() for r in caplog.records)
     assert service.health()["sandbox"] == "unsandboxed"
+
+
+async def test_a_cancelled_kernel_start_leaves_no_process_behind(service: ContainersService) -> None:
+    c = await service.create("cancelled")
+    row = await service.running(c["id"])
+    for delay in (0, 0.005, 0.02):  # inside the spawn, while bwrap builds the sandbox, while Python starts
+        start = asyncio.ensure_future(service._kernel(row))
+        await asyncio.sleep(delay)
+        start.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await start
+        if not start.cancelled():  # it was quicker than the cancel: that kernel is legitimately alive
+            await start.result().kill()
+        service.kernels.pop(c["id"], None)
+        await asyncio.sleep(0.2)
+        left = [p for p in psutil.process_iter(["cmdline"]) if str(service.data_dir(c["id"])) in
+                " ".join(p.info["cmdline"] or [])]
+        assert left == [], (delay, left)

@@ -59,7 +59,7 @@ async def delete_container(container_id: str, request: Request) -> dict[str, Any
              openapi_extra={"requestBody": {"content": {
                  "multipart/form-data": {"schema": {"type": "object", "properties": {
                      "file": {"type": "string", "format": "binary"}, "file_id": {"type": "string"}}}},
-                 "application/json": {"schema": {"$ref": "#/components/schemas/AddFileRequest"}}}}})
+                 "application/json": {"schema": AddFileRequest.model_json_schema()}}}})
 async def add_file(container_id: str, request: Request) -> dict[str, Any]:
     service = _service(request)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):

@@ -35,6 +35,7 @@ KERNEL_PATH = Path(__file__).with_name("kernel.py")
 KERNEL_IN_SANDBOX = "/opt/ddx/kernel.py"
 MNT_DATA = "/mnt/data"
 START_TIMEOUT_S = 30.0
+KILL_WAIT_S = 5.0
 READ_LIMIT = 64 * 1024 * 1024  # one reply line: capped logs plus a few base64 PNGs
 RESTART_NOTE = "A new Python process starts on the next call: variables are lost, files in /mnt/data stay."
 SYSTEM_BINDS = ("/usr", "/etc/ld.so.cache", "/etc/localtime", "/etc/alternatives", "/etc/fonts")
@@ -172,11 +173,17 @@ class Kernel:
 
     async def start(self) -> None:
         env = None if self.sandbox.sandboxed else self.sandbox.plain_env()
-        self.proc = await asyncio.create_subprocess_exec(
+        spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
             *self.sandbox.argv(self.spec), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, start_new_session=True, env=env, limit=READ_LIMIT)
+            stderr=asyncio.subprocess.PIPE, start_new_session=True, env=env, limit=READ_LIMIT))
         try:
+            # shielded: a cancelled spawn would SIGKILL bwrap's pid alone and orphan its half-built sandbox
+            self.proc = await asyncio.shield(spawn)
             hello = await asyncio.wait_for(self._read(), START_TIMEOUT_S)
+        except asyncio.CancelledError:
+            self.proc = self.proc or await spawn
+            await self.kill()  # the whole group, before passing the cancellation on
+            raise
         except (TimeoutError, KernelDied) as exc:
             reason = await self._stderr()
             await self.kill()
@@ -231,12 +238,14 @@ class Kernel:
         """SIGKILL the whole process group (bwrap; its pid namespace dies with it), then reap it."""
         if self.proc is None:
             return
-        if self.proc.returncode is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        await self.proc.wait()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # also after bwrap exited: its group may live on
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            await asyncio.wait_for(self.proc.wait(), KILL_WAIT_S)
+        except TimeoutError:  # a straggler holds the pipes open: stop waiting for them
+            log.warning("kernel process group %d did not end within %s s", self.proc.pid, KILL_WAIT_S)
 
 
 def _exit_reason(code: int | None) -> str:

@@ -94,9 +94,10 @@ class ContainersService:
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def stop(self) -> None:
-        for task in (self._probe, self._sweeper):
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for task in (self._probe, self._sweeper):  # the probe is let finish: it is short and owns a process
             if task is not None:
-                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         for kernel in list(self.kernels.values()):
