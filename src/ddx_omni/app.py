@@ -15,9 +15,13 @@ from .core import health, metrics
 from .core.auth import require_api_key, warn_if_open
 from .core.errors import install_error_handlers
 from .core.health import Component
-from .core.limits import BodySizeLimitMiddleware
+from .core.limits import MULTIPART_SLACK, BodySizeLimitMiddleware
 from .core.request_id import RequestIdMiddleware
 from .core.settings import Settings, load_settings
+from .embeddings import router as embeddings_router
+from .embeddings import service as embeddings_service
+from .files import router as files_router
+from .files import service as files_service
 from .llm import router as llm_router
 from .llm import service as llm_service
 from .responses import router as responses_router
@@ -31,10 +35,13 @@ log = logging.getLogger("ddx_omni")
 
 def build_components(settings: Settings) -> dict[str, Component]:
     llm = llm_service.create_service(settings)
+    embeddings = embeddings_service.EmbeddingsService(settings)
     return {
         "llm": llm,
         "stt": stt_service.create_service(settings),
         "responses": responses_service.create_service(settings, llm),
+        "embeddings": embeddings,
+        "files": files_service.create_service(settings, embeddings),
     }
 
 
@@ -68,7 +75,9 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
 
     install_error_handlers(app)  # adds the catch-all middleware first, so it is the innermost
     # Outermost last: request id wraps everything so that even a 413 or a CORS preflight carries it.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_body_bytes)
+    upload_cap = settings.files.max_bytes + MULTIPART_SLACK  # an upload has its own cap, [files].max_bytes
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_body_bytes,
+                       routes=(("/v1/files", upload_cap, "[files].max_bytes"),))
     app.add_middleware(metrics.HttpMetricsMiddleware)
     app.add_middleware(CORSMiddleware, allow_origins=settings.server.cors_origins, allow_credentials=True,
                        allow_methods=["*"], allow_headers=["*"], expose_headers=[settings.server.request_id_header])
@@ -81,6 +90,8 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
     app.include_router(llm_router.public_router)
     app.include_router(llm_router.router, dependencies=protected)
     app.include_router(responses_router.router, dependencies=protected)
+    app.include_router(files_router.router, dependencies=protected)
+    app.include_router(embeddings_router.router, dependencies=protected)
     app.include_router(stt_router.http_router, dependencies=protected)
     app.include_router(stt_router.ws_router)  # WebSockets authenticate before accept (core.auth)
     return app
