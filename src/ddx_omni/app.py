@@ -28,20 +28,30 @@ from .responses import router as responses_router
 from .responses import service as responses_service
 from .stt import router as stt_router
 from .stt import service as stt_service
+from .tools.base import ToolKind
+from .tools.file_search import FileSearchKind
 from .web import router as web_router
 
 log = logging.getLogger("ddx_omni")
 
 
+def build_tools(settings: Settings, files: files_service.FilesService) -> dict[str, ToolKind]:
+    """The built-in Responses tool kinds, by the request tool `type` they serve (tools/base.py)."""
+    kinds: dict[str, ToolKind] = {}
+    kinds["file_search"] = FileSearchKind(files.vector_stores, settings.files)
+    return kinds
+
+
 def build_components(settings: Settings) -> dict[str, Component]:
     llm = llm_service.create_service(settings)
     embeddings = embeddings_service.EmbeddingsService(settings)
+    files = files_service.create_service(settings, embeddings)
     return {
         "llm": llm,
         "stt": stt_service.create_service(settings),
-        "responses": responses_service.create_service(settings, llm),
         "embeddings": embeddings,
-        "files": files_service.create_service(settings, embeddings),
+        "files": files,
+        "responses": responses_service.create_service(settings, llm, build_tools(settings, files)),
     }
 
 

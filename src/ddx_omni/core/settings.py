@@ -193,6 +193,8 @@ class ResponsesSettings(_Section):
     # NORMAL: in WAL mode a commit survives a killed process (SIGKILL), which is the promise made to clients;
     # FULL also survives power loss, at the price of an fsync on every commit.
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    # built-in tool calls (MCP, file search…) one response may run when the request sets no max_tool_calls
+    max_tool_calls: int = Field(16, ge=1)
 
 
 class FilesSettings(_Section):
