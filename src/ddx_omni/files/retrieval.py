@@ -78,8 +78,12 @@ def lexical(conn: sqlite3.Connection, store_seq: int, n_chunks: int, query: str,
     if not terms or n_chunks == 0:
         return {}
     table = fts_table(store_seq)
-    idf_sum = sum(_idf(n_chunks, _doc_count(conn, table, t)) for t in terms)
-    match = " OR ".join(_quote(t) for t in terms)
+    idfs = {t: _idf(n_chunks, _doc_count(conn, table, t)) for t in terms}
+    idf_sum = sum(idfs.values())
+    # A term in over half the chunks has FTS5's floor IDF (1e-6): it adds nothing to any score, but matching it
+    # would make FTS5 rank most of the store. Only the informative terms are matched (the rarest if none is).
+    useful = [t for t, idf in idfs.items() if idf > 1e-6] or [max(idfs, key=lambda t: idfs[t])]
+    match = " OR ".join(_quote(t) for t in useful)
     sql = f"SELECT f.rowid, bm25({table}) FROM {table} AS f"
     args: list[object] = [match]
     if allowed is not None:
