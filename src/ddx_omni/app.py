@@ -15,8 +15,7 @@ from .core import health, metrics
 from .core.auth import require_api_key, warn_if_open
 from .core.errors import install_error_handlers
 from .core.health import Component
-from .core.limits import MULTIPART_SLACK, BodySizeLimitMiddleware
-from .core.request_id import RequestIdMiddleware
+from .core.gateway import MULTIPART_SLACK, GatewayMiddleware, HttpMetrics
 from .core.settings import Settings, load_settings
 from .embeddings import router as embeddings_router
 from .embeddings import service as embeddings_service
@@ -83,15 +82,15 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
     for name, component in app.state.components.items():
         setattr(app.state, name, component)
 
-    install_error_handlers(app)  # adds the catch-all middleware first, so it is the innermost
-    # Outermost last: request id wraps everything so that even a 413 or a CORS preflight carries it.
-    upload_cap = settings.files.max_bytes + MULTIPART_SLACK  # an upload has its own cap, [files].max_bytes
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_body_bytes,
-                       routes=(("/v1/files", upload_cap, "[files].max_bytes"),))
-    app.add_middleware(metrics.HttpMetricsMiddleware)
+    install_error_handlers(app)
+    # Outermost last: the gateway layer wraps everything, so that even a 413 or a CORS preflight carries the id.
     app.add_middleware(CORSMiddleware, allow_origins=settings.server.cors_origins, allow_credentials=True,
                        allow_methods=["*"], allow_headers=["*"], expose_headers=[settings.server.request_id_header])
-    app.add_middleware(RequestIdMiddleware, header=settings.server.request_id_header)
+    app.add_middleware(GatewayMiddleware, header=settings.server.request_id_header,
+                       max_bytes=settings.server.max_body_bytes, metrics=HttpMetrics(
+                           metrics.HTTP_REQUESTS, metrics.HTTP_LATENCY, metrics.HTTP_IN_FLIGHT),
+                       # an upload has its own cap, [files].max_bytes
+                       routes=(("/v1/files", settings.files.max_bytes + MULTIPART_SLACK, "[files].max_bytes"),))
 
     protected = [Depends(require_api_key)]
     app.include_router(health.router)

@@ -7,12 +7,15 @@ import logging
 import time
 from typing import Any
 
+import httpx
+
 from ..core.errors import ModelNotFound, ModelUnavailable
 from ..core.settings import ModelEntry, Settings, load_mock_script
 from .engine import ChatEngine
 from .mlx_engine import MlxEngine
 from .mock import MockEngine
 from .registry import build_registry, resolve
+from .upstream import UpstreamEngine
 
 log = logging.getLogger("ddx_omni.llm")
 
@@ -34,6 +37,10 @@ class LlmService:
         self._settled = asyncio.Event()  # set whenever no load is in progress (loaded or failed)
         self._load_task: asyncio.Task[Any] | None = None
         self._load_started = time.monotonic()
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(settings.llm.upstream_read_timeout_s,
+                                                             connect=settings.llm.upstream_connect_timeout_s))
+        self.upstreams = {entry.id: UpstreamEngine(entry, settings.llm, self._http)
+                          for entry in self.registry.values() if entry.url}
         script = settings.llm.mock_script
         self._mock_rules = load_mock_script(script) if script is not None and not self.real else []
 
@@ -42,13 +49,15 @@ class LlmService:
         return "real" if self.real else "mock"
 
     async def start(self) -> None:
-        if not self.real:
+        if not self.real or self.model_id in self.upstreams:  # nothing to load here
+            self.model_state, self.last_load_ms = "ready", 0
             self._settled.set()
             return
         # In the background: /health answers `loading` meanwhile, requests wait for it (bounded).
         self._load_task = asyncio.create_task(self._swap_to(self.registry[self.model_id]))
 
     async def stop(self) -> None:
+        await self._http.aclose()
         if self._load_task is not None and not self._load_task.done():
             self._load_task.cancel()
         async with self._swap_lock:
@@ -60,8 +69,10 @@ class LlmService:
         state = {"ready": "ready", "loading": "loading"}.get(self.model_state, "failed")
         elapsed = (self.last_load_ms if self.model_state != "loading"
                    else int((time.monotonic() - self._load_started) * 1000))
-        script = {"mock_script": str(self.settings.llm.mock_script)} if self._mock_rules else {}
-        return {"state": state, "mode": self.mode, **script, "model": self.model_id, "model_state": self.model_state,
+        extra: dict[str, Any] = {"mock_script": str(self.settings.llm.mock_script)} if self._mock_rules else {}
+        if self.upstreams:
+            extra["upstreams"] = {model: engine.health() for model, engine in self.upstreams.items()}
+        return {"state": state, "mode": self.mode, **extra, "model": self.model_id, "model_state": self.model_state,
                 "model_load_elapsed_ms": elapsed, "model_error": self.model_error}
 
     @property
@@ -69,6 +80,9 @@ class LlmService:
         return not self.real or (self._engine is not None and self.model_state == "ready")
 
     async def engine(self, model_id: str | None = None) -> ChatEngine:
+        entry = resolve(self.registry, model_id or self.model_id)
+        if entry is not None and entry.id in self.upstreams:  # served elsewhere, in either mode
+            return self.upstreams[entry.id]
         if not self.real:
             return MockEngine(model_id or self.model_id, self._mock_rules)
         # Any registered id is answered by the loaded model (the response's `model` says which): swapping is
