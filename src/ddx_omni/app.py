@@ -29,6 +29,7 @@ from .stt import router as stt_router
 from .stt import service as stt_service
 from .tools.base import ToolKind
 from .tools.file_search import FileSearchKind
+from .tools.mcp import McpKind
 from .web import router as web_router
 
 log = logging.getLogger("ddx_omni")
@@ -38,6 +39,7 @@ def build_tools(settings: Settings, files: files_service.FilesService) -> dict[s
     """The built-in Responses tool kinds, by the request tool `type` they serve (tools/base.py)."""
     kinds: dict[str, ToolKind] = {}
     kinds["file_search"] = FileSearchKind(files.vector_stores, settings.files)
+    kinds["mcp"] = McpKind(settings.responses)
     return kinds
 
 

@@ -115,6 +115,7 @@ class LookupKind:
     type: str = "lookup"
     item_types: tuple[str, ...] = ("lookup_call", "lookup_hold")
     delay: float = 0.0
+    answer: str | None = None  # what every call returns instead of "value of KEY"
     calls: list[dict[str, Any]] = field(default_factory=list)
     bound_contexts: list[ToolRequestContext] = field(default_factory=list)
 
@@ -157,7 +158,7 @@ class BoundLookup:
         self.kind.calls.append(arguments)
         if self.kind.delay:
             await asyncio.sleep(self.kind.delay)
-        item["output"] = f"value of {arguments.get('key')}"
+        item["output"] = self.kind.answer or f"value of {arguments.get('key')}"
         item["status"] = "completed"
         emit("response.lookup_call.completed")
         return item["output"]

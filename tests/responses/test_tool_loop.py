@@ -223,3 +223,25 @@ def test_output_budget_spans_every_step(serve: Any) -> None:
     response = client.create(model="m", input="find g", tools=[LOOKUP], max_output_tokens=3)
     assert engine.params[1].max_tokens == 1  # 3 minus the first step's 2 pieces
     assert response["status"] == "incomplete" and response["incomplete_details"]["reason"] == "max_output_tokens"
+
+
+def test_server_timing_counts_tool_time_apart(serve: Any) -> None:
+    url = serve(ScriptedEngine(reply=lookup_then_answer), tools={"lookup": LookupKind(delay=0.1)})
+    answer = httpx.post(f"{url}/v1/responses", json={"model": "m", "input": "find h", "tools": [LOOKUP]}, timeout=30)
+    timing = dict(part.strip().split(";dur=") for part in answer.headers["server-timing"].split(","))
+    assert float(timing["tools"]) >= 99  # the call's 100 ms sleep (uvloop timers may fire up to 1 ms early)
+    assert float(timing["gateway"]) >= 0 and float(timing["engine"]) >= 0
+
+
+def test_a_later_step_that_overflows_is_truncated_or_fails(serve: Any) -> None:
+    engine = ScriptedEngine(reply=lookup_then_answer, context_window=120)
+    client = Client(serve(engine, tools={"lookup": LookupKind(answer=" ".join(["word"] * 50))}))
+    first = client.create(model="m", input=" ".join(["old"] * 30), max_output_tokens=20)
+    ask = {"model": "m", "input": "find i", "tools": [LOOKUP], "previous_response_id": first["id"],
+           "max_output_tokens": 20}
+    truncated = client.create(**ask, truncation="auto")
+    assert truncated["status"] == "completed" and text(truncated["output"][-1]).startswith("Found: word")
+    assert "old" in engine.prompts[-2][0]["content"]  # the first step still had the old turn …
+    assert all("old" not in str(m.get("content")) for m in engine.prompts[-1])  # … the second dropped it
+    failed = client.create(**ask)
+    assert failed["status"] == "failed" and "truncation='auto'" in failed["error"]["message"]

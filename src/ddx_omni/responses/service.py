@@ -125,9 +125,10 @@ class ResponsesService:
         if request.background:
             return Created(body=dict(plan.response, output=[]))
         await self._wait_unless_left(turn, disconnected)
-        total_ms, engine_ms = (time.perf_counter() - started) * 1000, turn.engine_s * 1000
-        return Created(body=turn.response, server_timing=f"engine;dur={engine_ms:.3f}, "
-                                                         f"gateway;dur={total_ms - engine_ms:.3f}")
+        total_ms, engine_ms, tools_ms = ((time.perf_counter() - started) * 1000, turn.engine_s * 1000,
+                                         turn.tools_s * 1000)
+        return Created(body=turn.response, server_timing=f"engine;dur={engine_ms:.3f}, tools;dur={tools_ms:.3f}, "
+                                                         f"gateway;dur={total_ms - engine_ms - tools_ms:.3f}")
 
     async def _wait_unless_left(self, turn: Turn, disconnected: Callable[[], Awaitable[bool]] | None) -> None:
         """Wait for the turn; a client that hung up meanwhile stops it (it is saved as cancelled)."""

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.errors import ApiError
 from ..tools.base import BoundTool, ReplayedCall, ToolKind, ToolRequestContext
 from .schemas import bad_request
 
@@ -87,8 +88,14 @@ async def bind_tools(kinds: Mapping[str, ToolKind], tools: list[dict[str, Any]] 
     TurnTools). An entry of a type no kind serves is a 400 `unsupported_tool`, as before built-in tools."""
     echoes: list[dict[str, Any]] = []
     turn_tools = TurnTools()
+    labels: set[tuple[Any, Any]] = set()
     for index, spec in enumerate(tools or []):
         kind_name = spec.get("type")
+        if spec.get("server_label") is not None:  # one entry per server: its label names its calls' items
+            if (kind_name, spec["server_label"]) in labels:
+                raise bad_request(f"tools[{index}]: a second {kind_name} tool with server_label "
+                                  f"{spec['server_label']!r}", f"tools[{index}].server_label")
+            labels.add((kind_name, spec["server_label"]))
         if kind_name == "function":
             turn_tools.client_functions.add(str(spec.get("name")))
             continue
@@ -97,7 +104,12 @@ async def bind_tools(kinds: Mapping[str, ToolKind], tools: list[dict[str, Any]] 
             served = ", ".join(["function", *sorted(kinds)])
             raise bad_request(f"tools[{index}]: tool type {kind_name!r} is not supported here (served: {served})",
                               f"tools[{index}].type", code="unsupported_tool")
-        tool = await kind.bind(spec, ctx)
+        try:
+            tool = await kind.bind(spec, ctx)
+        except ApiError as exc:  # a kind names the field of its entry; the client needs the whole path
+            if exc.param and not exc.param.startswith(("tools[", "input")):
+                exc.param = f"tools[{index}].{exc.param}"
+            raise
         bound = Bound(spec, kind, tool) if tool is not None else None
         echoes.append(bound.echo() if bound is not None else copy.deepcopy(spec))
         if bound is not None:

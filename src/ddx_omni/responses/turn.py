@@ -84,6 +84,7 @@ class Turn:
         self.stop_reason: str | None = None  # "cancelled" | "shutdown" once asked to stop
         self.task: asyncio.Task[None] | None = None
         self.engine_s = plan.engine_s  # time inside the engine, for the Server-Timing header
+        self.tools_s = 0.0  # time inside built-in tools (listing, calls), for the same header
 
     @property
     def id(self) -> str:
@@ -123,7 +124,9 @@ class Turn:
     async def _steps(self) -> None:
         """Generate; run the built-in calls the model makes and generate again, until it is done."""
         tools = self.plan.tools
+        started = time.perf_counter()
         await tools.prepare(_Sink(self))
+        self.tools_s += time.perf_counter() - started
         calls_left, step = self.plan.max_tool_calls, 0
         while True:
             params = await self._step_params(step, offer=bool(tools.bound) and calls_left > 0)
@@ -278,7 +281,9 @@ class Turn:
             return True
         item = bound.tool.new_item(name, arguments)
         emit = self._add_item(item)
+        started = time.perf_counter()
         text = await bound.tool.run(item, name, arguments, emit)
+        self.tools_s += time.perf_counter() - started
         self._item_done(item, ReplayedCall(call.name, call.arguments, text))
         return False
 

@@ -125,6 +125,7 @@ class ToolKind(Protocol):
     type: str  # the request tool's `type`; aliases (web_search_preview) are registered under each name
 
     async def bind(self, spec: dict[str, Any], ctx: ToolRequestContext) -> BoundTool | None:
-        """Validate the request's tool entry (raise ApiError 400 for a bad one); None: offered but unavailable
-        here (e.g. no web search provider), so the model is not shown it."""
+        """Validate the request's tool entry (raise ApiError 400 for a bad one, `param` naming the field of the
+        entry: the loop makes it `tools[i].field`); None: offered but unavailable here (e.g. no web search
+        provider), so the model is not shown it."""
         ...
