@@ -1,13 +1,17 @@
 """The file_search tool through /v1/responses (openai SDK): scripted mock round trips, streaming events, include,
-citations and a three-turn chain."""
+citations, a three-turn chain, and a forced tool_choice on the tiny real model."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
+
+from tests.conftest import wait_for
 
 from .conftest import animal_store, sdk
 
@@ -118,3 +122,23 @@ def test_unknown_store_in_the_tool_is_404_before_anything_runs(
     with pytest.raises(openai.BadRequestError, match="vector_store_ids"):
         client.responses.create(model="mock", input="cats?",
                                 tools=[{"type": "file_search", "vector_store_ids": []}])  # type: ignore[list-item]
+
+
+@pytest.mark.slow
+def test_forced_tool_choice_on_the_tiny_model(files_server: Callable[..., str], tiny_model_dir: Path) -> None:
+    """The tiny random model must call file_search (forced; its arguments are decoded against the tool's schema),
+    the search runs on what it wrote, and the turn ends with an answer."""
+    url = files_server({"llm.use_real_model": True, "llm.model": str(tiny_model_dir)})
+    wait_for(lambda: httpx.get(f"{url}/health").json()["components"]["llm"]["state"] != "loading", 60)
+    client = sdk(url)
+    store_id, _ = animal_store(client)
+    response = client.responses.create(model=str(tiny_model_dir), input="What is a group of cats called?",
+                                       tools=[_tool(store_id)], tool_choice={"type": "file_search"},  # type: ignore[list-item]
+                                       include=["file_search_call.results"], max_output_tokens=400,
+                                       max_tool_calls=1)
+    call = response.output[0]
+    assert call.type == "file_search_call"
+    assert isinstance(call.queries, list) and all(isinstance(q, str) for q in call.queries)
+    assert call.status in ("completed", "failed")  # random words may be no query at all: then it fails, reported
+    assert (call.results is not None) == (call.status == "completed")
+    assert response.output[-1].type == "message"

@@ -24,8 +24,9 @@ from .base import FunctionSpec, ReplayedCall, ToolRequestContext
 
 INCLUDE_RESULTS = "file_search_call.results"
 FALLBACK_CITATIONS = 3
+# Bounded so that a constrained decoder (forced tool_choice) always reaches the end of the call.
 PARAMETERS = {"type": "object", "properties": {"queries": {
-    "type": "array", "items": {"type": "string"}, "minItems": 1,
+    "type": "array", "items": {"type": "string", "maxLength": 200}, "minItems": 1, "maxItems": 4,
     "description": "One or more search queries (keywords or questions) over the user's files"}},
     "required": ["queries"], "additionalProperties": False}
 DESCRIPTION = ("Search the user's uploaded files. Returns the most relevant passages with their file names; "
