@@ -7,7 +7,10 @@ FilesService.create → vector store batch → background ingestion (selectolax 
 → VectorStores.search.
 
     .venv/bin/python benchmarks/bench_retrieval.py [--corpus /usr/share/doc/git/html] [--embedding-model PATH]
-        [--query-prefix TEXT] [--out benchmarks/results/retrieval.md]
+        [--query-prefix TEXT] [--chunk-tokens 800 --overlap-tokens 400] [--out benchmarks/results/retrieval.md]
+
+MLX on a Linux CPU needs a real BLAS for encoder speed: prefix the command with
+`LD_PRELOAD=/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3` (Debian's libopenblas0-pthread).
 
 `.ci/run` installs git-doc. Without --embedding-model only BM25 is measured (no model can be downloaded here);
 with scripts/make_embedding_model.py's random model the dense rows show the plumbing, not quality.
@@ -21,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -78,7 +82,8 @@ QUESTIONS: list[tuple[str, set[str]]] = [
 MODES = {"bm25": (1.0, 0.0), "dense": (0.0, 1.0), "hybrid": (0.5, 0.5)}
 
 
-async def build(corpus: Path, workdir: Path, model: str, prefix: str) -> tuple[FilesService, str, float, int]:
+async def build(corpus: Path, workdir: Path, model: str, prefix: str,
+                chunking: dict[str, Any] | None) -> tuple[FilesService, str, float, int]:
     (workdir / "empty.toml").write_text("")
     settings = load_settings(workdir / "empty.toml", {
         "files.dir": str(workdir / "files"), "files.db_path": str(workdir / "files.db"),
@@ -91,7 +96,8 @@ async def build(corpus: Path, workdir: Path, model: str, prefix: str) -> tuple[F
     ids = [(await files.create(p.name, p.read_bytes(), "assistants"))["id"] for p in paths]
     store = await files.vector_stores.create(CreateVectorStoreRequest(name="git-doc"))
     started = time.perf_counter()
-    batch = await files.vector_stores.create_batch(store["id"], CreateBatchRequest(file_ids=ids))
+    batch = await files.vector_stores.create_batch(store["id"], CreateBatchRequest(file_ids=ids,
+                                                                                   chunking_strategy=chunking))
     while (await files.vector_stores.get_batch(store["id"], batch["id"]))["file_counts"]["in_progress"]:
         await asyncio.sleep(0.2)
     return files, store["id"], time.perf_counter() - started, sum(p.stat().st_size for p in paths)
@@ -118,20 +124,24 @@ async def main() -> None:
     parser.add_argument("--corpus", type=Path, default=Path("/usr/share/doc/git/html"))
     parser.add_argument("--embedding-model", default="")
     parser.add_argument("--query-prefix", default="")
+    parser.add_argument("--chunk-tokens", type=int, default=800)
+    parser.add_argument("--overlap-tokens", type=int, default=400)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "retrieval.md")
     args = parser.parse_args()
     if not any(args.corpus.glob("*.html")):
         raise SystemExit(f"no HTML files in {args.corpus}: apt-get install git-doc (or give --corpus)")
     with tempfile.TemporaryDirectory() as tmp:
+        chunking = {"type": "static", "static": {"max_chunk_size_tokens": args.chunk_tokens,
+                                                 "chunk_overlap_tokens": args.overlap_tokens}}
         files, store_id, seconds, size = await build(args.corpus, Path(tmp), args.embedding_model,
-                                                     args.query_prefix)
+                                                     args.query_prefix, chunking)
         store = await files.vector_stores.get(store_id)
         modes = ["bm25"] + (["dense", "hybrid"] if files.vector_stores.embeddings.engine is not None else [])
         rows = [(mode, *await evaluate(files, store_id, mode)) for mode in modes]
         chunks = (await files.db.rows("SELECT COUNT(*) FROM chunks"))[0][0]
         await files.stop()
     lines = [f"corpus: {args.corpus} ({store['file_counts']['completed']} files, {size / 1e6:.1f} MB of HTML, "
-             f"{chunks} chunks of ≤800 tokens, 400 overlap); embedding model: {args.embedding_model or 'none'}",
+             f"{chunks} chunks of ≤{args.chunk_tokens} tokens, {args.overlap_tokens} overlap); embedding model: {args.embedding_model or 'none'}",
              f"ingestion: {seconds:.1f} s ({size / 1e6 / seconds:.2f} MB/s of HTML, {chunks / seconds:.0f} chunks/s)",
              f"questions: {len(QUESTIONS)}", "", "| ranking | recall@5 | MRR | median search ms |", "|---|---|---|---|"]
     lines += [f"| {mode} | {recall:.3f} | {mrr:.3f} | {ms:.1f} |" for mode, recall, mrr, ms in rows]

@@ -244,7 +244,8 @@ class FilesSettings(_Section):
 
 class EmbeddingsSettings(_Section):
     model: str = ""  # hub id or local path of an MLX embedding model; "" → file search is BM25 only
-    pooling: Literal["last", "mean"] = "last"  # last: Qwen3-Embedding style; mean: mean of the token states
+    # auto: the model family's own (decoders: last token; BERT encoders: their sentence-transformers pooling)
+    pooling: Literal["auto", "last", "mean", "cls"] = "auto"
     query_prefix: str = ""  # prepended to search queries (Qwen3-Embedding: "Instruct: …\nQuery:")
     max_input_tokens: int = Field(8192, ge=1)  # a longer /v1/embeddings input → 400
     batch_tokens: int = Field(16384, ge=1)  # padded tokens per forward pass

@@ -1,68 +1,106 @@
-"""An MLX text-embedding model: a decoder backbone from mlx-lm's model classes, pooled and L2-normalised.
+"""An MLX text-embedding model, pooled and L2-normalised: decoders through mlx-lm, BERT encoders (bert.py).
 
 Decoder embedding models (Qwen3-Embedding and kin) are causal LMs whose last hidden state is the embedding, so
 mlx-lm loads them as it loads chat models, and its backbone (`model.model`) gives the hidden states without
-the LM head. Inputs are right-padded in length-sorted batches: with causal attention a token never sees the
-padding after it, so the state at each input's own last token (or the mean over its own tokens) is exactly
-what an unpadded pass gives. Everything runs on one worker thread (MLX work never on the event loop).
+the LM head. Sentence encoders (all-MiniLM, bge, e5: `model_type: bert`) run on bert.py's encoder with their
+own pooling (mean or CLS, from sentence-transformers' 1_Pooling config). Inputs are right-padded in
+length-sorted batches: with causal attention a token never sees the padding after it, and the encoder masks it,
+so each input's vector is what an unpadded pass gives. Everything runs on one worker thread (MLX work never on
+the event loop).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .bert import is_bert, load_bert
+
 Span = tuple[int, int]
 
 
-def _load(path: str) -> tuple[Any, Any]:
-    from mlx_lm import load
+@dataclass
+class Loaded:
+    """What a checkpoint gives the engine: a forward pass to hidden states, its tokenizer and its shape."""
 
+    forward: Callable[[Any, Any], Any]  # (ids (B, L) int32, lengths (B,)) → hidden states (B, L, H)
+    tokenizer: Any  # a Hugging Face fast tokenizer
+    dims: int
+    vocab_size: int
+    max_tokens: int | None  # position limit of an encoder; longer inputs keep their start and final token
+    pooling: str  # the family's own pooling, used for [embeddings].pooling = "auto"
+
+
+def _local(path: str) -> Path:
     local = Path(path).expanduser()
     if path.startswith(("/", ".", "~")) and not (local / "config.json").is_file():
         raise FileNotFoundError(f"no embedding model directory at {local} (it needs config.json, *.safetensors and "
                                 "tokenizer files; scripts/make_embedding_model.py builds one)")
-    model, tokenizer = load(str(local) if local.exists() else path)[:2]
-    return model, tokenizer
+    if local.exists():
+        return local
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(path))
+
+
+def _load(path: str) -> Loaded:
+    local = _local(path)
+    if is_bert(local):
+        encoder, tokenizer, pooling = load_bert(local)
+        config = encoder.config
+        return Loaded(encoder, tokenizer, config["hidden_size"], config["vocab_size"],
+                      config["max_position_embeddings"], pooling)
+    from mlx_lm import load
+
+    model, wrapper = load(str(local))[:2]
+    backbone = model.model  # decoders: the transformer without its LM head, hidden states after the final norm
+    return Loaded(lambda ids, _lengths: backbone(ids), getattr(wrapper, "_tokenizer", wrapper),
+                  int(model.args.hidden_size), int(model.args.vocab_size), None, "last")
 
 
 class MlxEmbedder:
     """Loaded model + tokenizer. `embed_ids` and `spans` are thread-safe to call from the async side."""
 
-    def __init__(self, model_id: str, model: Any, tokenizer: Any, executor: ThreadPoolExecutor, pooling: str,
+    def __init__(self, model_id: str, loaded: Loaded, executor: ThreadPoolExecutor, pooling: str,
                  batch_tokens: int) -> None:
         self.model_id = model_id
-        self._backbone = model.model
-        self._hf = getattr(tokenizer, "_tokenizer", tokenizer)  # mlx-lm's TokenizerWrapper → the HF tokenizer
+        self._hidden = loaded.forward
+        self._hf = loaded.tokenizer
         self._executor = executor
-        self.pooling = pooling
+        self.pooling = loaded.pooling if pooling == "auto" else pooling
         self.batch_tokens = batch_tokens
-        self.dims = int(model.args.hidden_size)
-        self.vocab_size = int(model.args.vocab_size)
+        self.dims = loaded.dims
+        self.vocab_size = loaded.vocab_size
+        self.max_tokens = loaded.max_tokens
         self.name = f"{model_id} tokenizer"
 
     @classmethod
-    async def load(cls, model_id: str, path: str, pooling: str = "last", batch_tokens: int = 16384) -> MlxEmbedder:
+    async def load(cls, model_id: str, path: str, pooling: str = "auto", batch_tokens: int = 16384) -> MlxEmbedder:
         executor = ThreadPoolExecutor(1, thread_name_prefix="mlx-embed")
         try:
-            model, tokenizer = await asyncio.get_running_loop().run_in_executor(executor, _load, path)
+            loaded = await asyncio.get_running_loop().run_in_executor(executor, _load, path)
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        return cls(model_id, model, tokenizer, executor, pooling, batch_tokens)
+        return cls(model_id, loaded, executor, pooling, batch_tokens)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False)
 
     # ---- tokens ---------------------------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
-        """Token ids with the tokenizer's own special tokens (Qwen3-Embedding's appends <|endoftext|>)."""
-        return list(self._hf(text, add_special_tokens=True)["input_ids"])
+        """Token ids with the tokenizer's own special tokens (Qwen3-Embedding's appends <|endoftext|>, BERT's
+        wraps in [CLS] … [SEP]); past an encoder's position limit the start and the final token are kept."""
+        ids = list(self._hf(text, add_special_tokens=True)["input_ids"])
+        if self.max_tokens is not None and len(ids) > self.max_tokens:
+            ids = ids[:self.max_tokens - 1] + ids[-1:]
+        return ids
 
     def spans(self, text: str) -> list[Span]:
         """Character spans of the tokens (chunking counts the model's own tokens)."""
@@ -104,9 +142,11 @@ class MlxEmbedder:
         padded = np.zeros((len(batch), width), dtype=np.int32)
         for row, ids in enumerate(batch):
             padded[row, :len(ids)] = ids
-        hidden = self._backbone(mx.array(padded)).astype(mx.float32)  # (B, L, H), after the final norm
         lens = mx.array(lengths)
-        if self.pooling == "mean":
+        hidden = self._hidden(mx.array(padded), lens).astype(mx.float32)  # (B, L, H)
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        elif self.pooling == "mean":
             mask = (mx.arange(width)[None, :] < lens[:, None]).astype(mx.float32)
             pooled = (hidden * mask[:, :, None]).sum(axis=1) / lens[:, None].astype(mx.float32)
         else:
