@@ -71,7 +71,8 @@ class MlxEmbedder:
                  batch_tokens: int) -> None:
         self.model_id = model_id
         self._hidden = loaded.forward
-        self._hf = loaded.tokenizer
+        # the `tokenizers` backend: no length warnings for whole documents (chunking counts them), less overhead
+        self._fast = getattr(loaded.tokenizer, "backend_tokenizer", loaded.tokenizer)
         self._executor = executor
         self.pooling = loaded.pooling if pooling == "auto" else pooling
         self.batch_tokens = batch_tokens
@@ -97,15 +98,15 @@ class MlxEmbedder:
     def encode(self, text: str) -> list[int]:
         """Token ids with the tokenizer's own special tokens (Qwen3-Embedding's appends <|endoftext|>, BERT's
         wraps in [CLS] … [SEP]); past an encoder's position limit the start and the final token are kept."""
-        ids = list(self._hf(text, add_special_tokens=True)["input_ids"])
+        ids = list(self._fast.encode(text, add_special_tokens=True).ids)
         if self.max_tokens is not None and len(ids) > self.max_tokens:
             ids = ids[:self.max_tokens - 1] + ids[-1:]
         return ids
 
     def spans(self, text: str) -> list[Span]:
         """Character spans of the tokens (chunking counts the model's own tokens)."""
-        encoded = self._hf(text, add_special_tokens=False, return_offsets_mapping=True)
-        return [(int(a), int(b)) for a, b in encoded["offset_mapping"] if b > a]
+        encoded = self._fast.encode(text, add_special_tokens=False)
+        return [(int(a), int(b)) for a, b in encoded.offsets if b > a]
 
     # ---- vectors --------------------------------------------------------------------------------------------
     async def embed_ids(self, inputs: Sequence[Sequence[int]]) -> np.ndarray:
