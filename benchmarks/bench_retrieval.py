@@ -141,7 +141,8 @@ async def main() -> None:
         chunks = (await files.db.rows("SELECT COUNT(*) FROM chunks"))[0][0]
         await files.stop()
     lines = [f"corpus: {args.corpus} ({store['file_counts']['completed']} files, {size / 1e6:.1f} MB of HTML, "
-             f"{chunks} chunks of ≤{args.chunk_tokens} tokens, {args.overlap_tokens} overlap); embedding model: {args.embedding_model or 'none'}",
+             f"{chunks} chunks of ≤{args.chunk_tokens} tokens, {args.overlap_tokens} overlap); "
+             f"embedding model: {args.embedding_model or 'none'}",
              f"ingestion: {seconds:.1f} s ({size / 1e6 / seconds:.2f} MB/s of HTML, {chunks / seconds:.0f} chunks/s)",
              f"questions: {len(QUESTIONS)}", "", "| ranking | recall@5 | MRR | median search ms |", "|---|---|---|---|"]
     lines += [f"| {mode} | {recall:.3f} | {mrr:.3f} | {ms:.1f} |" for mode, recall, mrr, ms in rows]

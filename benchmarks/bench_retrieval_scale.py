@@ -24,7 +24,6 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_retrieval import QUESTIONS  # noqa: E402
-
 from ddx_omni.core.settings import load_settings  # noqa: E402
 from ddx_omni.embeddings.service import EmbeddingsService  # noqa: E402
 from ddx_omni.files.parsing import parse_html  # noqa: E402

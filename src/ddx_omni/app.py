@@ -14,8 +14,8 @@ from . import __version__
 from .core import health, metrics
 from .core.auth import require_api_key, warn_if_open
 from .core.errors import install_error_handlers
-from .core.health import Component
 from .core.gateway import MULTIPART_SLACK, GatewayMiddleware, HttpMetrics
+from .core.health import Component
 from .core.settings import Settings, load_settings
 from .embeddings import router as embeddings_router
 from .embeddings import service as embeddings_service

@@ -67,7 +67,7 @@ def test_chunks_respect_the_limit_overlap_and_paragraphs() -> None:
     assert all(c.text.endswith(".") for c in chunks)  # every cut at a paragraph end, none mid-word
     joined = " ".join(c.text for c in chunks)
     assert all(p in joined for p in paragraphs)  # nothing lost
-    for first, second in zip(chunks, chunks[1:]):
+    for first, second in zip(chunks, chunks[1:], strict=False):
         assert second.text.split()[0] in first.text  # the next chunk starts inside the previous one (overlap)
 
 

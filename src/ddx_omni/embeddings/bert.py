@@ -130,8 +130,8 @@ def load_bert(path: Path) -> tuple[BertEncoder, Any, str]:
 
     config = json.loads((path / "config.json").read_text())
     model = BertEncoder(config)
-    weights = mx.load(str(path / "model.safetensors"))
-    weights = {k.removeprefix("bert."): v for k, v in weights.items() if not k.endswith("position_ids")}
+    loaded: Any = mx.load(str(path / "model.safetensors"))  # a .safetensors file loads as a name → array dict
+    weights = {k.removeprefix("bert."): v for k, v in loaded.items() if not k.endswith("position_ids")}
     model.load_weights([(k, v) for k, v in weights.items() if not k.startswith(("pooler.", "cls."))])
     model.eval()
     pooling_file = path / "1_Pooling" / "config.json"

@@ -37,7 +37,7 @@ def _inputs(value: str | list[str] | list[int] | list[list[int]]) -> list[str] |
     if len(value) > MAX_INPUTS:
         raise bad_request(f"input: at most {MAX_INPUTS} inputs per request, got {len(value)}", "input")
     if all(isinstance(v, int) for v in value):
-        return [list(value)]  # type: ignore[arg-type]  # one input given as token ids
+        return [[v for v in value if isinstance(v, int)]]  # one input given as token ids
     if any(isinstance(v, str) and not v for v in value) or any(isinstance(v, list) and not v for v in value):
         raise bad_request("input: an input must not be empty", "input")
     return value  # type: ignore[return-value]
@@ -69,7 +69,7 @@ async def create_embeddings(body: EmbeddingRequest, request: Request) -> dict[st
     dims = body.dimensions
     if dims is not None and not 1 <= dims <= engine.dims:
         raise bad_request(f"dimensions: must be between 1 and {engine.dims} for this model", "dimensions")
-    vectors = await engine.embed_ids(ids)  # type: ignore[arg-type]
+    vectors = await engine.embed_ids(ids)
     if dims is not None and dims < engine.dims:  # Matryoshka-style: truncate, then renormalise
         vectors = vectors[:, :dims]
         vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

@@ -133,7 +133,7 @@ class Ingestor:
             if await self._pending_chunking(vector_store_id, file_id) is None:
                 raise Dropped
             group = [c.text for c in chunks[start:start + EMBED_GROUP]]
-            ids = await asyncio.to_thread(lambda g=group: [engine.encode(t) for t in g])
+            ids = await asyncio.to_thread(_encode_all, engine, group)
             vectors = await engine.embed_ids(ids)
             out += [v.astype("<f4").tobytes() for v in vectors]
         return out
@@ -142,6 +142,10 @@ class Ingestor:
         error = st.dump({"code": code, "message": message[:1000]})
         await self.db.execute("UPDATE vs_files SET status = 'failed', last_error = ? WHERE vector_store_id = ?"
                               " AND file_id = ? AND status = 'in_progress'", (error, vector_store_id, file_id))
+
+
+def _encode_all(engine: Any, texts: list[str]) -> list[list[int]]:
+    return [engine.encode(t) for t in texts]
 
 
 def _write(conn: sqlite3.Connection, vector_store_id: str, file_id: str, rows: list[st.ChunkRow]) -> bool:

@@ -16,11 +16,15 @@ from collections.abc import Callable
 from pathlib import PurePath
 
 TEXT_EXTENSIONS = frozenset(
-    ".txt .text .md .markdown .mdx .rst .adoc .org .tex .csv .tsv .log .ini .cfg .conf .toml .yaml .yml .xml "
-    ".py .pyi .js .mjs .cjs .ts .tsx .jsx .java .kt .kts .scala .go .rs .rb .php .pl .pm .lua .r .jl .swift .m "
-    ".c .h .cc .cpp .cxx .hpp .hh .cs .fs .sh .bash .zsh .ps1 .sql .css .scss .less .vue .svelte .dart .ex .exs "
-    ".erl .hs .ml .clj .el .vim .gradle .cmake .mk .dockerfile .proto .graphql .ipynb .diff .patch .man .1 .3 .5 "
-    ".8 .texi .info .properties .env .lock".split())
+    [
+        ".txt", ".text", ".md", ".markdown", ".mdx", ".rst", ".adoc", ".org", ".tex", ".csv", ".tsv", ".log",
+        ".ini", ".cfg", ".conf", ".toml", ".yaml", ".yml", ".xml", ".py", ".pyi", ".js", ".mjs", ".cjs", ".ts",
+        ".tsx", ".jsx", ".java", ".kt", ".kts", ".scala", ".go", ".rs", ".rb", ".php", ".pl", ".pm", ".lua", ".r",
+        ".jl", ".swift", ".m", ".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".hh", ".cs", ".fs", ".sh", ".bash",
+        ".zsh", ".ps1", ".sql", ".css", ".scss", ".less", ".vue", ".svelte", ".dart", ".ex", ".exs", ".erl", ".hs",
+        ".ml", ".clj", ".el", ".vim", ".gradle", ".cmake", ".mk", ".dockerfile", ".proto", ".graphql", ".ipynb",
+        ".diff", ".patch", ".man", ".1", ".3", ".5", ".8", ".texi", ".info", ".properties", ".env", ".lock"
+    ])
 HTML_EXTENSIONS = frozenset((".html", ".htm", ".xhtml"))
 
 

@@ -23,8 +23,12 @@ from .store import fts_table
 # Dropped from the lexical query only (BM25 gives them ~0 weight anyway, but each one makes FTS5 rank almost
 # every chunk of the store); a query made only of them keeps them.
 STOPWORDS = frozenset(
-    "a an and are as at be but by can do does for from how i if in into is it its me my no not of on or our so "
-    "that the their then there these they this to was we what when where which who why will with you your".split())
+    [
+        "a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "do", "does", "for", "from", "how", "i",
+        "if", "in", "into", "is", "it", "its", "me", "my", "no", "not", "of", "on", "or", "our", "so", "that",
+        "the", "their", "then", "there", "these", "they", "this", "to", "was", "we", "what", "when", "where",
+        "which", "who", "why", "will", "with", "you", "your"
+    ])
 MAX_TERMS = 32
 CANDIDATES_MIN = 50  # each ranker proposes at least this many chunks before fusion
 

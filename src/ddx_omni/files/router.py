@@ -59,7 +59,7 @@ async def upload_file(request: Request, file: UploadFile, purpose: str = Form(..
 @router.get("/files", summary="List files")
 async def list_files(request: Request, purpose: str | None = None, after: str | None = None, limit: int = 10000,
                      order: str = "desc") -> dict[str, Any]:
-    return await _files(request).list(purpose=purpose, after=after, **page_args(limit, order, 10000))
+    return await _files(request).list_files(purpose=purpose, after=after, **page_args(limit, order, 10000))
 
 
 @router.get("/files/{file_id}", summary="Retrieve a file's metadata")
@@ -90,7 +90,7 @@ async def create_store(body: CreateVectorStoreRequest, request: Request) -> dict
 @router.get("/vector_stores", summary="List vector stores")
 async def list_stores(request: Request, after: str | None = None, before: str | None = None, limit: int = 20,
                       order: str = "desc") -> dict[str, Any]:
-    return await _stores(request).list(after=after, before=before, **page_args(limit, order))
+    return await _stores(request).list_stores(after=after, before=before, **page_args(limit, order))
 
 
 @router.get("/vector_stores/{vector_store_id}", summary="Retrieve a vector store")
@@ -124,7 +124,7 @@ async def search(vector_store_id: str, body: SearchRequest, request: Request) ->
             "has_more": False, "next_page": None}
 
 
-# ---- /v1/vector_stores/{id}/files -----------------------------------------------------------------------------------
+# ---- /v1/vector_stores/{id}/files ------------------------------------------------------------------------------
 @router.post("/vector_stores/{vector_store_id}/files", summary="Add a file to a vector store (ingested in background)")
 async def attach_file(vector_store_id: str, body: AttachFileRequest, request: Request) -> dict[str, Any]:
     return await _stores(request).attach(vector_store_id, body.file_id, body.attributes, body.chunking_strategy)
@@ -159,7 +159,7 @@ async def store_file_content(vector_store_id: str, file_id: str, request: Reques
     return await _stores(request).file_content(vector_store_id, file_id)
 
 
-# ---- /v1/vector_stores/{id}/file_batches ------------------------------------------------------------------------------
+# ---- /v1/vector_stores/{id}/file_batches ---------------------------------------------------------------------
 @router.post("/vector_stores/{vector_store_id}/file_batches", summary="Add several files at once")
 async def create_batch(vector_store_id: str, body: CreateBatchRequest, request: Request) -> dict[str, Any]:
     return await _stores(request).create_batch(vector_store_id, body)

@@ -100,7 +100,7 @@ class FilesService:
             raise not_found(f"No file with id {file_id!r}", "file_id")
         return file_object(rows[0])
 
-    async def list(self, *, purpose: str | None, after: str | None, limit: int, order: str) -> dict[str, Any]:
+    async def list_files(self, *, purpose: str | None, after: str | None, limit: int, order: str) -> dict[str, Any]:
         where, params = ("purpose = ?", (purpose,)) if purpose else ("1 = 1", ())
         rows, has_more = await self.db.read(lambda c: st.page(c, "files", FILE_COLUMNS, where, params, after=after,
                                                               before=None, limit=limit, order=order))

@@ -97,7 +97,7 @@ class VectorStores:
                                   (vector_store_id,))
         return vector_store_object(vector_store_id, body, [r[0] for r in rows], sum(r[1] for r in rows))
 
-    async def list(self, *, after: str | None, before: str | None, limit: int, order: str) -> dict[str, Any]:
+    async def list_stores(self, *, after: str | None, before: str | None, limit: int, order: str) -> dict[str, Any]:
         rows, has_more = await self.db.read(lambda c: st.page(c, "vector_stores", "id", "1 = 1", (), after=after,
                                                               before=before, limit=limit, order=order))
         return page_object([await self.get(r[0]) for r in rows], has_more)

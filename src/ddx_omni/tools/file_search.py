@@ -87,11 +87,12 @@ class BoundFileSearch:
     def functions(self) -> list[FunctionSpec]:
         return [FunctionSpec("file_search", DESCRIPTION, PARAMETERS)]
 
-    def new_item(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    def new_item(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:  # noqa: ARG002 - one function
         return {"id": new_id("fs"), "type": "file_search_call", "status": "in_progress",
                 "queries": _queries(arguments), "results": None}
 
-    async def run(self, item: dict[str, Any], name: str, arguments: dict[str, Any], emit: Any) -> str:
+    async def run(self, item: dict[str, Any], name: str, arguments: dict[str, Any],  # noqa: ARG002 - in the item
+                  emit: Any) -> str:
         emit("response.file_search_call.in_progress")
         emit("response.file_search_call.searching")
         item["status"] = "searching"
