@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ddx_omni.files.ingest")
 
-EMBED_GROUP = 64  # chunks per embedding call: a cancelled file stops within one group
+EMBED_GROUP = 64
+LEAD_CHARS = 300  # the opening words indexed beside every chunk (a title, a NAME line, an abstract)  # chunks per embedding call: a cancelled file stops within one group
 
 
 class IngestFailed(Exception):
@@ -105,7 +106,8 @@ class Ingestor:
         if not chunks:
             raise IngestFailed("invalid_file", "the file contains no text")
         vectors = await self._embed(vector_store_id, file_id, chunks)
-        rows = [st.ChunkRow(n, c.text, None if vectors is None else vectors[n]) for n, c in enumerate(chunks)]
+        lead = f"{await self._filename(file_id)}\n{text[:LEAD_CHARS]}"
+        rows = [st.ChunkRow(n, c.text, None if vectors is None else vectors[n], lead) for n, c in enumerate(chunks)]
         if await self.db.write(lambda conn: _write(conn, vector_store_id, file_id, rows)):
             self.on_written(vector_store_id)
 
@@ -118,6 +120,9 @@ class Ingestor:
             raise IngestFailed("unsupported_file", str(exc)) from None
         except InvalidFile as exc:
             raise IngestFailed("invalid_file", f"{filename}: {exc}") from None
+
+    async def _filename(self, file_id: str) -> str:
+        return str((await self.files.get(file_id))["filename"])
 
     async def _pending_chunking(self, vector_store_id: str, file_id: str) -> dict[str, Any] | None:
         rows = await self.db.rows("SELECT chunking FROM vs_files WHERE vector_store_id = ? AND file_id = ?"

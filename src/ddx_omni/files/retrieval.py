@@ -30,6 +30,9 @@ STOPWORDS = frozenset(
         "which", "who", "why", "will", "with", "you", "your"
     ])
 MAX_TERMS = 32
+# BM25 weight of the `lead` column (file name + opening words, beside every chunk) against the chunk's own text:
+# a passage of the document a question is about outranks a passing mention elsewhere.
+LEAD_WEIGHT = 0.5  # on git-doc: recall@5 0.625 → 0.650 (0.25 the same, 1.0 lowers MRR)
 CANDIDATES_MIN = 50  # each ranker proposes at least this many chunks before fusion
 
 
@@ -88,7 +91,8 @@ def lexical(conn: sqlite3.Connection, store_seq: int, n_chunks: int, query: str,
     # would make FTS5 rank most of the store. Only the informative terms are matched (the rarest if none is).
     useful = [t for t, idf in idfs.items() if idf > 1e-6] or [max(idfs, key=lambda t: idfs[t])]
     match = " OR ".join(_quote(t) for t in useful)
-    sql = f"SELECT f.rowid, bm25({table}) FROM {table} AS f"
+    rank = f"bm25({table}, 1.0, {LEAD_WEIGHT})"
+    sql = f"SELECT f.rowid, {rank} FROM {table} AS f"
     args: list[object] = [match]
     if allowed is not None:
         sql += " JOIN chunks AS c ON c.id = f.rowid"
@@ -96,7 +100,7 @@ def lexical(conn: sqlite3.Connection, store_seq: int, n_chunks: int, query: str,
     if allowed is not None:
         sql += f" AND c.file_id IN ({','.join('?' * len(allowed))})"
         args += sorted(allowed)
-    sql += f" ORDER BY bm25({table}) LIMIT ?"
+    sql += f" ORDER BY {rank} LIMIT ?"
     args.append(limit)
     return {int(rowid): min(1.0, -score / idf_sum) if idf_sum > 0 else 0.0
             for rowid, score in conn.execute(sql, args).fetchall()}

@@ -60,6 +60,7 @@ MIGRATIONS: tuple[str, ...] = (
         file_id TEXT NOT NULL,
         position INTEGER NOT NULL,
         text TEXT NOT NULL,
+        lead TEXT NOT NULL DEFAULT '',   -- the file's name and opening words, indexed beside every chunk
         embedding BLOB
     );
     CREATE INDEX chunks_by_file ON chunks (vector_store_id, file_id, position);
@@ -93,24 +94,26 @@ class ChunkRow:
     position: int
     text: str
     embedding: bytes | None
+    lead: str = ""
 
 
 # ---- writes (each runs inside Database.write's transaction) -----------------------------------------------
 def insert_chunks(conn: sqlite3.Connection, store_seq: int, vector_store_id: str, file_id: str,
                   chunks: Sequence[ChunkRow]) -> None:
     first = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM chunks").fetchone()[0]
-    rows = [(first + n, vector_store_id, file_id, c.position, c.text, c.embedding) for n, c in enumerate(chunks)]
-    conn.executemany("INSERT INTO chunks (id, vector_store_id, file_id, position, text, embedding)"
-                     " VALUES (?, ?, ?, ?, ?, ?)", rows)
-    conn.executemany(f"INSERT INTO {fts_table(store_seq)} (rowid, text) VALUES (?, ?)",
-                     [(row[0], row[4]) for row in rows])
+    rows = [(first + n, vector_store_id, file_id, c.position, c.text, c.lead, c.embedding)
+            for n, c in enumerate(chunks)]
+    conn.executemany("INSERT INTO chunks (id, vector_store_id, file_id, position, text, lead, embedding)"
+                     " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.executemany(f"INSERT INTO {fts_table(store_seq)} (rowid, text, lead) VALUES (?, ?, ?)",
+                     [(row[0], row[4], row[5]) for row in rows])
 
 
 def delete_chunks(conn: sqlite3.Connection, store_seq: int, vector_store_id: str, file_id: str) -> None:
-    rows = conn.execute("SELECT id, text FROM chunks WHERE vector_store_id = ? AND file_id = ?",
+    rows = conn.execute("SELECT id, text, lead FROM chunks WHERE vector_store_id = ? AND file_id = ?",
                         (vector_store_id, file_id)).fetchall()
     table = fts_table(store_seq)
-    conn.executemany(f"INSERT INTO {table} ({table}, rowid, text) VALUES ('delete', ?, ?)", rows)
+    conn.executemany(f"INSERT INTO {table} ({table}, rowid, text, lead) VALUES ('delete', ?, ?, ?)", rows)
     conn.execute("DELETE FROM chunks WHERE vector_store_id = ? AND file_id = ?", (vector_store_id, file_id))
 
 
@@ -118,7 +121,8 @@ def create_store(conn: sqlite3.Connection, vector_store_id: str, body: dict[str,
     cur = conn.execute("INSERT INTO vector_stores (id, body) VALUES (?, ?)", (vector_store_id, dump(body)))
     seq = int(cur.lastrowid or 0)
     # porter over unicode61: English stemming (search/searching), case and diacritics folded
-    conn.execute(f"CREATE VIRTUAL TABLE {fts_table(seq)} USING fts5(text, content='chunks', content_rowid='id',"
+    conn.execute(f"CREATE VIRTUAL TABLE {fts_table(seq)} USING fts5(text, lead, content='chunks',"
+                 f" content_rowid='id',"
                  f" tokenize='porter unicode61')")
     return seq
 
