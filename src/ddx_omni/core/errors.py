@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 # Paths whose clients are the OpenAI SDKs: they read `error.message` / `error.code`.
 OPENAI_PREFIXES = ("/v1/chat", "/v1/models", "/v1/responses", "/v1/conversations", "/v1/completions",
-                   "/v1/files", "/v1/vector_stores", "/v1/embeddings")
+                   "/v1/containers", "/v1/files", "/v1/vector_stores", "/v1/embeddings")
 
 _OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                  404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error",

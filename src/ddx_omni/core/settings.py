@@ -7,6 +7,7 @@ so that a bad one can be reported with where it came from; pydantic does the val
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -233,6 +234,60 @@ class ResponsesSettings(_Section):
     _csv = field_validator("mcp_allowed_urls", mode="before")(_split_csv)
 
 
+class WebSearchSettings(_Section):
+    """The Responses `web_search` tool: which search backend, and how pages are fetched."""
+
+    provider: Literal["none", "searxng", "brave", "tavily"] = "none"  # none: web_search is not offered
+    url: str = ""  # searxng: its base URL (required); brave/tavily: overrides the public API's base URL
+    api_key: SecretStr | None = None  # brave/tavily key; never logged, echoed or stored
+    max_results: int = Field(5, ge=1, le=20)  # results listed to the model per search
+    pages_per_search: int = Field(3, ge=0, le=10)  # top results whose readable text a search hands the model
+    search_timeout_s: float = Field(10.0, gt=0)  # one provider query
+    fetch_timeout_s: float = Field(10.0, gt=0)  # one page, all redirects included
+    max_page_bytes: int = Field(2_000_000, ge=1024)  # a page body is cut here
+    max_redirects: int = Field(5, ge=0, le=20)
+    allow_private_networks: bool = False  # let pages on loopback/private/link-local addresses be fetched
+    allowed_networks: list[str] = []  # CIDRs fetched even so (an intranet wiki: ["10.1.2.0/24"])
+    cache_ttl_s: float = Field(300.0, ge=0)  # search results and pages are reused this long (0: no cache)
+    # characters of page text a whole search may hand the model, by the request's search_context_size
+    context_chars_low: int = Field(3000, ge=200)
+    context_chars_medium: int = Field(8000, ge=200)
+    context_chars_high: int = Field(24000, ge=200)
+    user_agent: str = "ddx-omni-web-search/1.0"
+
+    _csv = field_validator("allowed_networks", mode="before")(_split_csv)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        for cidr in v:
+            ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad one
+        return v
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> WebSearchSettings:
+        if self.provider == "searxng" and not self.url:
+            raise ValueError("provider 'searxng' needs [web_search].url (DDX_WEB_SEARCH__URL), "
+                             "the base URL of a SearXNG instance with the json format enabled")
+        if self.provider in ("brave", "tavily") and self.api_key is None:
+            raise ValueError(f"provider '{self.provider}' needs [web_search].api_key (DDX_WEB_SEARCH__API_KEY)")
+        return self
+class CodeInterpreterSettings(_Section):
+    data_dir: Path = Field(default_factory=lambda: state_dir() / "containers")  # containers' /mnt/data + records
+    # without bubblewrap the code interpreter is refused (400); true runs code as plain, unisolated processes
+    allow_unsandboxed: bool = False
+    max_containers: int = Field(32, ge=1)  # running containers at once (more → 429)
+    timeout_s: float = Field(60.0, gt=0)  # wall clock of one call; past it the container's process group is killed
+    idle_minutes: int = Field(20, ge=1, le=10080)  # expiry after the last activity, when a create names none
+    memory_limit: Literal["1g", "4g", "16g", "64g"] = "1g"  # default address-space limit of a container
+    max_memory_limit: Literal["1g", "4g", "16g", "64g"] = "4g"  # larger requested memory_limit → 400
+    cpu_s: int = Field(3600, ge=1)  # CPU seconds one container process may use in its lifetime
+    max_processes: int = Field(64, ge=4)  # processes/threads per container (fork bombs stop here)
+    max_file_bytes: int = Field(1024 ** 3, ge=1024)  # largest file the code may write
+    max_output_bytes: int = Field(20000, ge=256)  # logs kept per call; the rest is cut with a marker
+    uid_base: int = Field(200000, ge=1000)  # a root server runs container n as uid uid_base + n
+
+
 class FilesSettings(_Section):
     dir: Path = Field(default_factory=lambda: data_dir() / "files")  # uploaded bytes, one file per id
     # its own SQLite file beside responses.db: long ingestion transactions never hold the responses writer lock
@@ -261,6 +316,8 @@ class Settings(BaseSettings):
     llm: LlmSettings = LlmSettings()
     stt: SttSettings = SttSettings()
     responses: ResponsesSettings = ResponsesSettings()
+    web_search: WebSearchSettings = WebSearchSettings()
+    code_interpreter: CodeInterpreterSettings = CodeInterpreterSettings()
     files: FilesSettings = FilesSettings()
     embeddings: EmbeddingsSettings = EmbeddingsSettings()
 

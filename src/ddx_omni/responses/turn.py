@@ -23,7 +23,7 @@ from ..llm.engine import ChatEngine, ChatParams, ToolCall, Usage
 from ..tools.base import Emit, ReplayedCall
 from .events import EventLog
 from .prompt import PromptFitter
-from .schemas import function_call_item, message_item, new_id, output_text_part, usage_object
+from .schemas import function_call_item, message_item, new_id, output_text_part, reasoning_item, usage_object
 from .store import INPUT, OUTPUT, ItemRow, Store
 from .tooling import Bound, TurnTools
 
@@ -57,6 +57,7 @@ class _Output:
 
     items: list[dict[str, Any]] = field(default_factory=list)
     open_message: int | None = None
+    open_reasoning: int | None = None  # the reasoning item receiving a thinking model's reasoning
     usage: Usage | None = None
     finish_reason: str | None = None
 
@@ -115,7 +116,7 @@ class Turn:
             if self.task is not None:
                 self.task.uncancel()  # so that the save below can await
             self._fail_or_cancel(None)
-        except Exception as exc:  # noqa: BLE001 - any engine failure becomes a failed response, not a crash
+        except Exception as exc:  # any engine failure becomes a failed response, not a crash
             if not isinstance(exc, ApiError):
                 log.exception("response %s failed", self.id)
             self._fail_or_cancel(exc)
@@ -156,7 +157,7 @@ class Turn:
             if not offer and tools.bound:
                 params.tools, params.tool_choice = None, None
         else:
-            self._force(params, tools.chosen(base.tool_choice) if offer else None)
+            self._force(params, tools.chosen(base.tool_choice) if offer else [])
         used = self.out.usage.completion_tokens if self.out.usage else 0
         if base.max_tokens is not None:
             params.max_tokens = base.max_tokens - used
@@ -170,8 +171,13 @@ class Turn:
 
     @staticmethod
     def _force(params: ChatParams, names: list[str] | None) -> None:
-        """A built-in tool_choice: one function → a named choice; several → only they are offered, required."""
+        """A built-in tool_choice: one function → a named choice; several → only they are offered, required;
+        none (its tool has no functions this turn) → auto. None: not a built-in choice, left as it is."""
+        if names is None:
+            return
         if not names:
+            if isinstance(params.tool_choice, dict) and params.tool_choice.get("type") != "function":
+                params.tool_choice = "auto"
             return
         if len(names) == 1:
             params.tool_choice = {"type": "function", "function": {"name": names[0]}}
@@ -194,6 +200,8 @@ class Turn:
                     break
                 finally:
                     self.engine_s += time.perf_counter() - started
+                if delta.reasoning:
+                    self._on_reasoning(delta.reasoning)
                 if delta.text:
                     self._on_text(delta.text)
                 calls.extend(delta.tool_calls)
@@ -213,8 +221,33 @@ class Turn:
                                                            total.completion_tokens + usage.completion_tokens,
                                                            total.cached_tokens + usage.cached_tokens)
 
+    def _on_reasoning(self, text: str) -> None:
+        """Reasoning streams into a `reasoning` item (OpenAI's shape for open-weight models: reasoning_text)."""
+        out = self.out
+        if out.open_reasoning is None:
+            item = reasoning_item(new_id("rs"))
+            out.items.append(item)
+            out.open_reasoning = len(out.items) - 1
+            self.events.item_added(out.open_reasoning, item)
+        item = out.items[out.open_reasoning]
+        item["content"][0]["text"] += text
+        self.events.emit("response.reasoning_text.delta", item_id=item["id"], output_index=out.open_reasoning,
+                         content_index=0, delta=text)
+
+    def _close_reasoning(self) -> None:
+        index = self.out.open_reasoning
+        if index is None:
+            return
+        self.out.open_reasoning = None
+        item = self.out.items[index]
+        item["status"] = "completed"
+        self.events.emit("response.reasoning_text.done", item_id=item["id"], output_index=index, content_index=0,
+                         text=item["content"][0]["text"])
+        self.events.item_done(index, item)
+
     def _on_text(self, text: str) -> None:
         out = self.out
+        self._close_reasoning()
         if out.open_message is None:
             item = message_item(new_id("msg"))
             out.items.append(item)
@@ -228,6 +261,7 @@ class Turn:
         self.events.text_delta(index, item["id"], text)
 
     def _close_message(self, status: str, final: bool = False) -> None:
+        self._close_reasoning()
         index = self.out.open_message
         if index is None:
             return
@@ -315,6 +349,7 @@ class Turn:
 
     def _fail_or_cancel(self, exc: Exception | None) -> None:
         """Whatever was produced stays, marked incomplete; the status says why the turn ended."""
+        self.out.open_reasoning = None  # its in_progress status becomes incomplete below
         index = self.out.open_message
         if index is not None:
             self.out.open_message = None
@@ -346,7 +381,7 @@ class Turn:
                                                           store_response=self.plan.store))
             if self.plan.store:
                 RESPONSES_STORED.labels(response["status"]).inc()
-        except Exception as exc:  # noqa: BLE001 - a failed save must still end the stream properly
+        except Exception as exc:  # a failed save must still end the stream properly
             log.exception("saving response %s failed", self.id)
             response["status"] = "failed"
             response["error"] = {"code": "server_error", "message": f"could not save the response: {exc}"}
