@@ -26,7 +26,8 @@ def build_settings(tmp_path: Path, overrides: dict[str, Any] | None = None) -> S
     empty = tmp_path / "empty.toml"
     empty.write_text("")
     base = {"responses.db_path": str(tmp_path / "responses.db"),
-            "code_interpreter.data_dir": str(tmp_path / "containers")}
+            "code_interpreter.data_dir": str(tmp_path / "containers"),
+            "files.db_path": str(tmp_path / "files.db"), "files.dir": str(tmp_path / "files")}
     return load_settings(empty, {**base, **(overrides or {})}, environ={})
 
 

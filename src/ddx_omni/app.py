@@ -19,10 +19,14 @@ from .anthropic import service as anthropic_service
 from .core import health, metrics
 from .core.auth import require_api_key, warn_if_open
 from .core.errors import install_error_handlers
-from .core.gateway import GatewayMiddleware, HttpMetrics
+from .core.gateway import MULTIPART_SLACK, GatewayMiddleware, HttpMetrics
 from .core.health import Component
 from .core.settings import Settings, load_settings
 from .llm import completions as completions_router
+from .embeddings import router as embeddings_router
+from .embeddings import service as embeddings_service
+from .files import router as files_router
+from .files import service as files_service
 from .llm import router as llm_router
 from .llm import service as llm_service
 from .responses import router as responses_router
@@ -33,6 +37,7 @@ from .stt import transcriptions as transcriptions_router
 from .tools import web_search as web_search_tool
 from .tools.base import ToolKind
 from .tools.code_interpreter import CodeInterpreterKind
+from .tools.file_search import FileSearchKind
 from .tools.mcp import McpKind
 from .web import router as web_router
 from .web_search import service as web_search_service
@@ -41,10 +46,11 @@ from .web_search.service import WebSearchService
 log = logging.getLogger("ddx_omni")
 
 
-def build_tools(settings: Settings, web_search: WebSearchService,
-                containers: ContainersService) -> dict[str, ToolKind]:
+def build_tools(settings: Settings, web_search: WebSearchService, containers: ContainersService,
+                files: files_service.FilesService) -> dict[str, ToolKind]:
     """The built-in Responses tool kinds, by the request tool `type` they serve (tools/base.py)."""
     kinds: dict[str, ToolKind] = {}
+    kinds["file_search"] = FileSearchKind(files.vector_stores, settings.files)
     kinds["mcp"] = McpKind(settings.responses)
     kinds.update(web_search_tool.kinds(web_search))  # web_search, web_search_preview and their dated names
     kinds["code_interpreter"] = CodeInterpreterKind(containers)
@@ -52,16 +58,21 @@ def build_tools(settings: Settings, web_search: WebSearchService,
 
 
 def build_components(settings: Settings) -> dict[str, Component]:
+    embeddings = embeddings_service.EmbeddingsService(settings)
+    files = files_service.create_service(settings, embeddings)
     llm = llm_service.create_service(settings)
+    llm.images.files = files  # Responses `input_image` by file_id
     web_search = web_search_service.create_service(settings)
-    containers = containers_service.create_service(settings)
-    tools = build_tools(settings, web_search, containers)
+    containers = containers_service.create_service(settings, files)  # file_ids into containers
+    tools = build_tools(settings, web_search, containers, files)
     return {
         "llm": llm,
         "stt": stt_service.create_service(settings),
         # before responses: started first, stopped after the turns that may still use them
         "web_search": web_search,
         "code_interpreter": containers,
+        "embeddings": embeddings,
+        "files": files,
         "responses": responses_service.create_service(settings, llm, tools),
     }
 
@@ -102,7 +113,9 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
                        allow_methods=["*"], allow_headers=["*"], expose_headers=[settings.server.request_id_header])
     app.add_middleware(GatewayMiddleware, header=settings.server.request_id_header,
                        max_bytes=settings.server.max_body_bytes, metrics=HttpMetrics(
-                           metrics.HTTP_REQUESTS, metrics.HTTP_LATENCY, metrics.HTTP_IN_FLIGHT))
+                           metrics.HTTP_REQUESTS, metrics.HTTP_LATENCY, metrics.HTTP_IN_FLIGHT),
+                       # an upload has its own cap, [files].max_bytes
+                       routes=(("/v1/files", settings.files.max_bytes + MULTIPART_SLACK, "[files].max_bytes"),))
 
     protected = [Depends(require_api_key)]
     app.include_router(health.router)
@@ -112,6 +125,8 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
     app.include_router(llm_router.router, dependencies=protected)
     app.include_router(completions_router.router, dependencies=protected)
     app.include_router(responses_router.router, dependencies=protected)
+    app.include_router(files_router.router, dependencies=protected)
+    app.include_router(embeddings_router.router, dependencies=protected)
     app.include_router(containers_router.router, dependencies=protected)
     app.include_router(anthropic_router.public_router)
     app.include_router(anthropic_router.router, dependencies=protected)

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 # Paths whose clients are the OpenAI SDKs: they read `error.message` / `error.code`.
 OPENAI_PREFIXES = ("/v1/chat", "/v1/models", "/v1/responses", "/v1/conversations", "/v1/completions",
-                   "/v1/containers", "/v1/audio")
+                   "/v1/containers", "/v1/audio", "/v1/files", "/v1/vector_stores", "/v1/embeddings")
 # Paths whose clients are the Anthropic SDKs and Claude Code: they read {type: "error", error: {type, message}}.
 ANTHROPIC_PREFIXES = ("/v1/messages", "/anthropic/")
 
@@ -67,6 +67,10 @@ class Unauthorized(ApiError):
 
 class NotFound(ApiError):
     status, code = 404, "not_found"
+
+
+class PayloadTooLarge(ApiError):
+    status, code = 413, "payload_too_large"
 
 
 def wire_status(path: str, status: int) -> int:

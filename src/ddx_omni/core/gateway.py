@@ -21,6 +21,10 @@ from .request_id import sane_request_id
 log = logging.getLogger("ddx_omni.errors")
 
 
+# Multipart framing around an upload (boundaries, part headers, the purpose field) on top of the file's own cap.
+MULTIPART_SLACK = 64 * 1024
+
+
 class HttpMetrics:
     """Request counter, latency histogram and in-flight gauge, with each label set's children cached (the
     `labels()` lookup is a lock and a dict build per call)."""
@@ -41,20 +45,24 @@ class HttpMetrics:
 class _Exchange:
     """One HTTP request's bookkeeping: the status sent, the body bytes received, whether it was cut off."""
 
-    __slots__ = ("status", "received", "rejected")
+    __slots__ = ("status", "received", "rejected", "cap", "setting")
 
-    def __init__(self) -> None:
+    def __init__(self, cap: int, setting: str) -> None:
         self.status: int | None = None
         self.received = 0
         self.rejected = False
+        self.cap, self.setting = cap, setting  # the body cap of this path, and the setting that sets it
 
 
 class GatewayMiddleware:
-    def __init__(self, app: ASGIApp, *, header: str, max_bytes: int, metrics: HttpMetrics) -> None:
+    def __init__(self, app: ASGIApp, *, header: str, max_bytes: int, metrics: HttpMetrics,
+                 routes: tuple[tuple[str, int, str], ...] = ()) -> None:
+        """`routes`: paths with a body cap of their own (uploads), as (path, max_bytes, setting)."""
         self.app = app
         self.header_key = header.lower().encode("latin-1")
         self.max_bytes = max_bytes
         self.metrics = metrics
+        self.routes = {path: (cap, setting) for path, cap, setting in routes}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -92,11 +100,11 @@ class GatewayMiddleware:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send, rid: bytes) -> None:
         start = time.perf_counter()
-        exchange = _Exchange()
+        exchange = _Exchange(*self.routes.get(scope["path"], (self.max_bytes, "[server].max_body_bytes")))
         send_with_id = self._id_sender(send, rid, exchange)
         self.metrics.in_flight.inc()
         try:
-            if self._declared_too_large(scope):
+            if self._declared_too_large(scope, exchange.cap):
                 await self._reject(scope, send_with_id, exchange)
                 return
             await self.app(scope, self._counting(receive, send_with_id, scope, exchange), send_with_id)
@@ -110,9 +118,10 @@ class GatewayMiddleware:
             route = getattr(scope.get("route"), "path", "<unmatched>")
             self.metrics.observe(scope["method"], route, exchange.status or 500, time.perf_counter() - start)
 
-    def _declared_too_large(self, scope: Scope) -> bool:
+    @staticmethod
+    def _declared_too_large(scope: Scope, cap: int) -> bool:
         length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        return length is not None and length.isdigit() and int(length) > self.max_bytes
+        return length is not None and length.isdigit() and int(length) > cap
 
     def _counting(self, receive: Receive, send: Send, scope: Scope, exchange: _Exchange) -> Receive:
         async def counting_receive() -> Message:
@@ -123,7 +132,7 @@ class GatewayMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 exchange.received += len(message.get("body", b""))
-                if exchange.received > self.max_bytes:
+                if exchange.received > exchange.cap:
                     await self._reject(scope, send, exchange)
                     return {"type": "http.disconnect"}
             return message
@@ -133,8 +142,8 @@ class GatewayMiddleware:
     async def _reject(self, scope: Scope, send: Send, exchange: _Exchange) -> None:
         if exchange.status is None:
             await _send_json(send, 413, error_body(scope["path"], 413, "payload_too_large",
-                                                   f"Request body exceeds {self.max_bytes} bytes",
-                                                   "raise [server].max_body_bytes or send less"))
+                                                   f"Request body exceeds {exchange.cap} bytes",
+                                                   f"raise {exchange.setting} or send less"))
         exchange.rejected = True
 
 

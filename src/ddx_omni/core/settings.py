@@ -37,6 +37,12 @@ def state_dir() -> Path:
     return Path(base) / "ddx-omni"
 
 
+def data_dir() -> Path:
+    """XDG data directory of ddx-omni (uploaded files)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "ddx-omni"
+
+
 def _split_csv(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -302,6 +308,22 @@ class VisionSettings(_Section):
 
     _csv = field_validator("allowed_networks", mode="before")(_split_csv)
     _cidrs = field_validator("allowed_networks")(WebSearchSettings._cidrs.__func__)  # type: ignore[attr-defined]
+class FilesSettings(_Section):
+    dir: Path = Field(default_factory=lambda: data_dir() / "files")  # uploaded bytes, one file per id
+    # its own SQLite file beside responses.db: long ingestion transactions never hold the responses writer lock
+    db_path: Path = Field(default_factory=lambda: state_dir() / "files.db")
+    max_bytes: int = Field(512 * 1024 * 1024, ge=1)  # larger uploads → 413
+    ingest_workers: int = Field(1, ge=1)  # files parsed, chunked and embedded at once
+    max_results_default: int = Field(10, ge=1, le=50)  # search results when a request names no max_num_results
+
+
+class EmbeddingsSettings(_Section):
+    model: str = ""  # hub id or local path of an MLX embedding model; "" → file search is BM25 only
+    # auto: the model family's own (decoders: last token; BERT encoders: their sentence-transformers pooling)
+    pooling: Literal["auto", "last", "mean", "cls"] = "auto"
+    query_prefix: str = ""  # prepended to search queries (Qwen3-Embedding: "Instruct: …\nQuery:")
+    max_input_tokens: int = Field(8192, ge=1)  # a longer /v1/embeddings input → 400
+    batch_tokens: int = Field(16384, ge=1)  # padded tokens per forward pass
 
 
 class Settings(BaseSettings):
@@ -318,6 +340,8 @@ class Settings(BaseSettings):
     web_search: WebSearchSettings = WebSearchSettings()
     code_interpreter: CodeInterpreterSettings = CodeInterpreterSettings()
     vision: VisionSettings = VisionSettings()
+    files: FilesSettings = FilesSettings()
+    embeddings: EmbeddingsSettings = EmbeddingsSettings()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,

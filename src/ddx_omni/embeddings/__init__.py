@@ -1,0 +1,1 @@
+"""The embedding engine (MLX) and POST /v1/embeddings; file search embeds its chunks and queries with it."""
