@@ -23,9 +23,18 @@ from .responses import router as responses_router
 from .responses import service as responses_service
 from .stt import router as stt_router
 from .stt import service as stt_service
+from .tools.base import ToolKind
+from .tools.mcp import McpKind
 from .web import router as web_router
 
 log = logging.getLogger("ddx_omni")
+
+
+def build_tools(settings: Settings) -> dict[str, ToolKind]:
+    """The built-in Responses tool kinds, by the request tool `type` they serve (tools/base.py)."""
+    kinds: dict[str, ToolKind] = {}
+    kinds["mcp"] = McpKind(settings.responses)
+    return kinds
 
 
 def build_components(settings: Settings) -> dict[str, Component]:
@@ -33,7 +42,7 @@ def build_components(settings: Settings) -> dict[str, Component]:
     return {
         "llm": llm,
         "stt": stt_service.create_service(settings),
-        "responses": responses_service.create_service(settings, llm),
+        "responses": responses_service.create_service(settings, llm, build_tools(settings)),
     }
 
 

@@ -191,12 +191,40 @@ class SttSettings(_Section):
     sphinx_processes: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1)
 
 
+class McpServerEntry(_Section):
+    """An operator-configured MCP server (`[[responses.mcp_servers]]`), used by naming its label with no
+    server_url: either `url` (+ `headers`) or `command` (+ `args`, `env`) for a stdio server ddx-omni starts."""
+
+    label: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")  # as a request's server_label
+    url: str | None = None
+    headers: dict[str, str] = {}
+    command: str | None = None
+    args: list[str] = []
+    env: dict[str, str] = {}
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerEntry:
+        if (self.url is None) == (self.command is None):
+            raise ValueError(f"MCP server {self.label!r} needs exactly one of url or command")
+        return self
+
+
 class ResponsesSettings(_Section):
     db_path: Path = Field(default_factory=lambda: state_dir() / "responses.db")
     default_max_output_tokens: int = Field(1024, ge=1)
     # NORMAL: in WAL mode a commit survives a killed process (SIGKILL), which is the promise made to clients;
     # FULL also survives power loss, at the price of an fsync on every commit.
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    # built-in tool calls (MCP, file search…) one response may run when the request sets no max_tool_calls
+    max_tool_calls: int = Field(16, ge=1)
+    mcp_servers: list[McpServerEntry] = []
+    # glob patterns a request's server_url must match (fnmatch, whole URL); anything else is a 400
+    mcp_allowed_urls: list[str] = ["*"]
+    mcp_timeout_s: float = Field(30.0, gt=0)  # bounds connecting, listing and each call of an MCP server
+    mcp_max_output_chars: int = Field(20000, ge=1)  # what the model reads of one MCP call's result, at most
+
+    _csv = field_validator("mcp_allowed_urls", mode="before")(_split_csv)
 
 
 class Settings(BaseSettings):

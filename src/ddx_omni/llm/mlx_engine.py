@@ -21,7 +21,7 @@ from ..core import metrics
 from ..core.errors import ApiError, ContextTooLong, LlmError, ModelUnavailable, RequestInvalid
 from .engine import ChatDelta, ChatParams, Usage
 from .output import OutputParser
-from .structured import GrammarProcessor, grammar_for, grammar_tokenizer
+from .structured import CALL_LAYOUT, GrammarProcessor, forced_call_format, grammar_for, grammar_tokenizer
 
 _END = object()
 _FIRST_HANDOFF_S = 0.05  # longest a worker waits for the event loop to take the first token
@@ -85,13 +85,12 @@ def _template_message(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def forced_prefix(params: ChatParams, tool_start: str | None, parser_type: str | None) -> str:
-    """Text appended after the generation prompt so the model must call a tool (tool_choice required/named)."""
+    """Text appended after the generation prompt so the model must call a tool (tool_choice required/named).
+    With JSON tool calls the call itself is then constrained by `forced_call_format` (name and arguments
+    valid for the tool's schema); other call syntaxes only get the opening (and the name, when named)."""
     choice = params.tool_choice
     if not params.tools or tool_start is None or choice in (None, "auto", "none"):
         return ""
-    if isinstance(choice, dict) and parser_type == "json_tools":
-        name = (choice.get("function") or {}).get("name", "")
-        return f'{tool_start}\n{{"name": {json.dumps(name)}, "arguments": '
     return f"{tool_start}\n"
 
 
@@ -234,7 +233,9 @@ class MlxEngine:
         processors = make_logits_processors(logit_bias=bias or None, repetition_penalty=params.repetition_penalty,
                                             presence_penalty=params.presence_penalty,
                                             frequency_penalty=params.frequency_penalty)
-        grammar = grammar_for(params.response_format)
+        forced = forced_call_format(params.tools, params.tool_choice) if self._parser_type == "json_tools" else None
+        # a forced call is the whole output: its grammar replaces the answer's format, which applies to text
+        grammar = grammar_for(forced, CALL_LAYOUT) if forced else grammar_for(params.response_format)
         if grammar is not None:  # last, so that no bias can bring back a token the grammar forbids
             if self._grammar_tokenizer is None:
                 self._grammar_tokenizer = grammar_tokenizer(self._tokenizer)
