@@ -42,7 +42,8 @@ def build_components(settings: Settings) -> dict[str, Component]:
     return {
         "llm": llm,
         "stt": stt_service.create_service(settings),
-        "responses": responses_service.create_service(settings, llm, build_tools(settings)),
+        "responses": responses_service.create_service(settings, llm, build_tools(settings),
+                                                      responses_service.responses_database(settings)),
     }
 
 
