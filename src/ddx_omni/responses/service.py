@@ -80,6 +80,7 @@ class ResponsesService:
                 await kind.start()
         try:
             await self.store.open()
+            self.replica.url = replica_url(self.settings)  # the port is final only now (tests pick a free one)
             await self.replica.start()
             await self._sweep()
         except Exception as exc:

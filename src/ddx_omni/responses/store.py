@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..storage import Database, Migrations, Statement
+from ..storage.replicas import MIGRATIONS as REPLICA_MIGRATIONS
 from ..storage.sqlite import SqliteDatabase
 
 _V1 = """
@@ -96,6 +97,7 @@ class Store:
     async def open(self) -> None:
         await self.db.open()
         try:
+            await self.db.migrate(REPLICA_MIGRATIONS)  # running_owner and the sweep join against it
             self.schema_version = await self.db.migrate(MIGRATIONS)
         except BaseException:
             await self.db.close()
