@@ -23,26 +23,33 @@ from .responses import router as responses_router
 from .responses import service as responses_service
 from .stt import router as stt_router
 from .stt import service as stt_service
+from .tools import web_search as web_search_tool
 from .tools.base import ToolKind
 from .tools.mcp import McpKind
 from .web import router as web_router
+from .web_search import service as web_search_service
+from .web_search.service import WebSearchService
 
 log = logging.getLogger("ddx_omni")
 
 
-def build_tools(settings: Settings) -> dict[str, ToolKind]:
+def build_tools(settings: Settings, web_search: WebSearchService) -> dict[str, ToolKind]:
     """The built-in Responses tool kinds, by the request tool `type` they serve (tools/base.py)."""
     kinds: dict[str, ToolKind] = {}
     kinds["mcp"] = McpKind(settings.responses)
+    kinds.update(web_search_tool.kinds(web_search))  # web_search, web_search_preview and their dated names
     return kinds
 
 
 def build_components(settings: Settings) -> dict[str, Component]:
     llm = llm_service.create_service(settings)
+    web_search = web_search_service.create_service(settings)
     return {
         "llm": llm,
         "stt": stt_service.create_service(settings),
-        "responses": responses_service.create_service(settings, llm, build_tools(settings),
+        # before responses: it stops after the turns that may still be fetching pages
+        "web_search": web_search,
+        "responses": responses_service.create_service(settings, llm, build_tools(settings, web_search),
                                                       responses_service.responses_database(settings)),
     }
 

@@ -245,3 +245,15 @@ def test_a_later_step_that_overflows_is_truncated_or_fails(serve: Any) -> None:
     assert all("old" not in str(m.get("content")) for m in engine.prompts[-1])  # … the second dropped it
     failed = client.create(**ask)
     assert failed["status"] == "failed" and "truncation='auto'" in failed["error"]["message"]
+
+
+def test_attaching_to_a_background_turn_while_a_tool_runs(serve: Any) -> None:
+    kind = LookupKind(delay=1.0)
+    url = serve(ScriptedEngine(reply=lookup_then_answer), tools={"lookup": kind})
+    client = Client(url)
+    created = client.create(model="m", input="find j", tools=[LOOKUP], background=True)
+    wait_for(lambda: kind.calls != [], timeout=30)  # the call is running: attach now
+    events, _ = read_sse(url, get=f"/v1/responses/{created['id']}?stream=true")
+    final = check_event_order(events)  # replayed from the start, then live through the tool's end
+    assert final["status"] == "completed" and types(final) == ["message", "lookup_call", "message"]
+    assert client.retrieve(created["id"]) == final

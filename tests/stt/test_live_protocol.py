@@ -270,9 +270,14 @@ async def test_health_and_metrics_stay_responsive_while_sessions_stream(sphinx_s
 
 
 async def test_server_stop_closes_live_sessions_with_1001(server_factory, make_settings) -> None:
-    from ddx_omni.stt.service import create_service
+    from ddx_omni.stt.service import SttService
 
-    service = create_service(make_settings({"stt.engine": "sphinx"}))
+    class LoopKeepingService(SttService):  # the test stops it from its own thread, on the server's loop
+        async def start(self) -> None:
+            self.loop = asyncio.get_running_loop()
+            await super().start()
+
+    service = LoopKeepingService(make_settings({"stt.engine": "sphinx"}).stt)
     base = server_factory({"stt.engine": "sphinx"}, components={"stt": service})
     await asyncio.to_thread(lambda: wait_for(lambda: stt_health(base)["state"] == "ready", timeout=60))
     pcm = fixture_pcm("garden")

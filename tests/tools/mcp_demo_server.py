@@ -59,6 +59,10 @@ def build(counts: Path) -> CountingServer:
         await asyncio.sleep(seconds)
         return "rested"
 
+    @server.tool(description="Weather of a city, as data")
+    def weather(city: str) -> dict[str, Any]:
+        return {"city": city, "temp_c": 21}
+
     @server.tool(description="A long answer")
     def flood(size: int) -> str:
         return "x" * size

@@ -81,9 +81,10 @@ def everything() -> Iterator[str]:
     """npm's @modelcontextprotocol/server-everything over streamable HTTP (installed by .ci/run)."""
     binary = shutil.which("mcp-server-everything")
     if binary is None:
+        missing = "mcp-server-everything is not installed (npm install -g @modelcontextprotocol/server-everything)"
         if os.environ.get("CI_REQUIRE_BROWSER"):  # .ci/run installed it: missing is a failure, not a skip
-            pytest.fail("mcp-server-everything is not installed (npm install -g @modelcontextprotocol/server-everything)")
-        pytest.skip("mcp-server-everything is not installed (npm install -g @modelcontextprotocol/server-everything)")
+            pytest.fail(missing)
+        pytest.skip(missing)
     port = free_port()
     process = subprocess.Popen([binary, "streamableHttp"], env={**os.environ, "PORT": str(port)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

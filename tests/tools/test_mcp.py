@@ -12,13 +12,12 @@ import httpx
 import openai
 import pytest
 
+from tests.conftest import build_settings, live_server, wait_for
 from tests.responses.support import check_event_order, read_sse
 
 from .mcp_support import (
     call,
     client_for,
-    demo_server,  # noqa: F401 - fixture
-    everything,  # noqa: F401 - fixture
     say,
     silent_tcp_server,
     stdio_entry,
@@ -33,6 +32,10 @@ RULES = [
     ("explode", call("boom")),
     ("sleepy", call("nap", seconds=30)),
     ("call everything", call("echo", message="hello")),
+    ("weather please", call("weather", city="Oslo")),
+    ("flood please", call("flood", size=100)),
+    ("temp_c", say("Mild.")),
+    ("truncated", say("Long.")),
     ("Echo: hello", say("Everything echoed.")),
     ("remote add", call("demo__add", a=2, b=3)),
     ("local add", call("local__add", a=2, b=3)),
@@ -95,18 +98,36 @@ def test_listing_is_reused_across_a_three_turn_chain_and_a_conversation(omni: An
     assert len(listings) == 1
 
 
-def test_stdio_server_configured_by_the_operator(omni: Any, tmp_path: Path) -> None:
+def processes_with(needle: str) -> list[int]:
+    """Pids whose command line contains `needle` (Linux /proc)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if needle.encode() in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_stdio_server_configured_by_the_operator(tmp_path: Path) -> None:
     counts = tmp_path / "stdio-counts.json"
-    url, client = omni(**{"responses.mcp_servers": [stdio_entry("local", counts)]})
-    tool = {"type": "mcp", "server_label": "local", "require_approval": "never"}
-    response = client.responses.create(model="m", input="echo me", tools=[tool])
-    assert response.output_text == "It said hi." and response.output[1].output == "echo: hi"
-    again = client.responses.create(model="m", input="please add", tools=[tool], previous_response_id=response.id)
-    assert again.output_text == "The sum is 5."
-    assert json.loads(counts.read_text()) == {"list": 1, "call": 2}  # one process, kept, listed once
-    with pytest.raises(openai.BadRequestError) as err:  # no server_url and no such configured label
-        client.responses.create(model="m", input="x", tools=[{"type": "mcp", "server_label": "other"}])
-    assert err.value.body["param"] == "tools[0].server_url" and "mcp_servers" in err.value.body["message"]
+    script = write_script(tmp_path / "script.json", RULES)
+    settings = build_settings(tmp_path, {"llm.mock_script": str(script),
+                                         "responses.mcp_servers": [stdio_entry("local", counts)]})
+    with live_server(settings) as url:
+        client = client_for(url)
+        tool = {"type": "mcp", "server_label": "local", "require_approval": "never"}
+        response = client.responses.create(model="m", input="echo me", tools=[tool])
+        assert response.output_text == "It said hi." and response.output[1].output == "echo: hi"
+        again = client.responses.create(model="m", input="please add", tools=[tool], previous_response_id=response.id)
+        assert again.output_text == "The sum is 5."
+        assert json.loads(counts.read_text()) == {"list": 1, "call": 2}  # one process, kept, listed once
+        assert len(processes_with(str(counts))) == 1
+        with pytest.raises(openai.BadRequestError) as err:  # no server_url and no such configured label
+            client.responses.create(model="m", input="x", tools=[{"type": "mcp", "server_label": "other"}])
+        assert err.value.body["param"] == "tools[0].server_url" and "mcp_servers" in err.value.body["message"]
+    wait_for(lambda: processes_with(str(counts)) == [], timeout=15)  # stopping ddx-omni ends the server
 
 
 def test_approvals_always_then_approve_or_decline(omni: Any, demo_server: Any) -> None:
@@ -156,8 +177,9 @@ def test_unreachable_and_hanging_servers_become_item_errors(omni: Any) -> None:
     url, client = omni(**{"responses.mcp_timeout_s": 1})
     from tests.conftest import free_port
 
-    dead = client.responses.create(model="m", input="please add",
-                                   tools=[mcp(f"http://127.0.0.1:{free_port()}/mcp")])
+    dead = client.responses.create(model="m", input="please add",  # a forced choice of it falls back to auto
+                                   tools=[mcp(f"http://127.0.0.1:{free_port()}/mcp")],
+                                   tool_choice={"type": "mcp", "server_label": "demo", "name": "add"})
     assert dead.status == "completed" and dead.output[0].type == "mcp_list_tools"
     assert dead.output[0].error and dead.output[0].tools == []
     assert "does not offer" in dead.output_text  # no tools were offered: the model answered without them
@@ -254,6 +276,7 @@ def test_request_errors(omni: Any) -> None:
          "allowed_tools"),
         ({"type": "mcp", "server_label": "x", "connector_id": "connector_gmail"}, "connector"),
         ({"type": "mcp", "server_label": "two words", "server_url": "http://127.0.0.1:1/mcp"}, "server_label"),
+        ({"type": "mcp", "server_label": "x", "command": "sh", "args": ["-c", "true"]}, "unknown"),  # never a process
     ]
     for tool, needle in bad:
         answer = httpx.post(f"{url}/v1/responses", json={"model": "m", "input": "x", "tools": [tool]}, timeout=30)
@@ -278,5 +301,41 @@ def test_forced_tool_choice_gives_a_valid_call_on_the_tiny_real_model(server_fac
     assert listing.type == "mcp_list_tools" and done.type == "mcp_call" and done.name == "add"
     arguments = json.loads(done.arguments)
     assert set(arguments) == {"a", "b"} and all(isinstance(v, int) for v in arguments.values())
-    assert done.status == "completed" and done.output == f"{arguments['a']} + {arguments['b']} = {sum(arguments.values())}"
+    assert done.status == "completed"
+    assert done.output == f"{arguments['a']} + {arguments['b']} = {sum(arguments.values())}"
     assert server.counts()["call"] >= 1 and response.usage.output_tokens <= 60
+
+
+def test_what_the_model_reads_of_a_result(omni: Any, demo_server: Any) -> None:
+    server = demo_server()
+    _, client = omni(**{"responses.mcp_max_output_chars": 40})
+    data = client.responses.create(model="m", input="weather please", tools=[mcp(server.url)])
+    assert json.loads(data.output[1].output) == {"city": "Oslo", "temp_c": 21}  # once, not text + JSON twice
+    assert data.output_text == "Mild."
+    flood = client.responses.create(model="m", input="flood please", tools=[mcp(server.url)])
+    assert flood.output[1].output == "x" * 40 + "\n[truncated: 60 more characters]"
+    assert flood.output_text == "Long."
+
+
+def test_an_approval_request_streams_as_one_item(omni: Any, demo_server: Any) -> None:
+    server = demo_server()
+    url, _ = omni()
+    tool = mcp(server.url, require_approval="always")
+    events, _ = read_sse(url, {"model": "m", "input": "please add", "tools": [tool]})
+    final = check_event_order(events)
+    assert [item["type"] for item in final["output"]] == ["mcp_list_tools", "mcp_approval_request"]
+    kinds = [e["type"] for e in events]
+    assert kinds[-3:] == ["response.output_item.added", "response.output_item.done", "response.completed"]
+
+
+def test_concurrent_responses_share_one_kept_session(omni: Any, demo_server: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = demo_server()
+    _, client = omni()
+    first = client.responses.create(model="m", input="please add", tools=[mcp(server.url)])
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: client.responses.create(
+            model="m", input="please add", tools=[mcp(server.url)], previous_response_id=first.id), range(4)))
+    assert [a.output_text for a in answers] == ["The sum is 5."] * 4
+    assert server.counts() == {"list": 1, "call": 5}  # one listing for the chain, every call through one session

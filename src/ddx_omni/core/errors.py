@@ -63,10 +63,6 @@ class NotFound(ApiError):
     status, code = 404, "not_found"
 
 
-class PayloadTooLarge(ApiError):
-    status, code = 413, "payload_too_large"
-
-
 def error_body(path: str, status: int, code: str, message: str, detail: Any = None,
                param: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"code": code, "message": message}

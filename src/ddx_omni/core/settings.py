@@ -7,6 +7,7 @@ so that a bad one can be reported with where it came from; pydantic does the val
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -252,6 +253,46 @@ class StorageSettings(_Section):
         return self
 
 
+class WebSearchSettings(_Section):
+    """The Responses `web_search` tool: which search backend, and how pages are fetched."""
+
+    provider: Literal["none", "searxng", "brave", "tavily"] = "none"  # none: web_search is not offered
+    url: str = ""  # searxng: its base URL (required); brave/tavily: overrides the public API's base URL
+    api_key: SecretStr | None = None  # brave/tavily key; never logged, echoed or stored
+    max_results: int = Field(5, ge=1, le=20)  # results listed to the model per search
+    pages_per_search: int = Field(3, ge=0, le=10)  # top results whose readable text a search hands the model
+    search_timeout_s: float = Field(10.0, gt=0)  # one provider query
+    fetch_timeout_s: float = Field(10.0, gt=0)  # one page, all redirects included
+    max_page_bytes: int = Field(2_000_000, ge=1024)  # a page body is cut here
+    max_redirects: int = Field(5, ge=0, le=20)
+    allow_private_networks: bool = False  # let pages on loopback/private/link-local addresses be fetched
+    allowed_networks: list[str] = []  # CIDRs fetched even so (an intranet wiki: ["10.1.2.0/24"])
+    cache_ttl_s: float = Field(300.0, ge=0)  # search results and pages are reused this long (0: no cache)
+    # characters of page text a whole search may hand the model, by the request's search_context_size
+    context_chars_low: int = Field(3000, ge=200)
+    context_chars_medium: int = Field(8000, ge=200)
+    context_chars_high: int = Field(24000, ge=200)
+    user_agent: str = "ddx-omni-web-search/1.0"
+
+    _csv = field_validator("allowed_networks", mode="before")(_split_csv)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        for cidr in v:
+            ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad one
+        return v
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> WebSearchSettings:
+        if self.provider == "searxng" and not self.url:
+            raise ValueError("provider 'searxng' needs [web_search].url (DDX_WEB_SEARCH__URL), "
+                             "the base URL of a SearXNG instance with the json format enabled")
+        if self.provider in ("brave", "tavily") and self.api_key is None:
+            raise ValueError(f"provider '{self.provider}' needs [web_search].api_key (DDX_WEB_SEARCH__API_KEY)")
+        return self
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with `load_settings`, which does the layering."""
 
@@ -263,15 +304,13 @@ class Settings(BaseSettings):
     stt: SttSettings = SttSettings()
     responses: ResponsesSettings = ResponsesSettings()
     storage: StorageSettings = StorageSettings()
+    web_search: WebSearchSettings = WebSearchSettings()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
                                    **_: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
         # load_settings merges the layers itself (to know where each value came from).
         return (init_settings,)
-
-
-SECTIONS = tuple(Settings.model_fields)
 
 
 class SettingsError(Exception):

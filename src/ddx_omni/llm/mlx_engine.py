@@ -84,10 +84,11 @@ def _template_message(message: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def forced_prefix(params: ChatParams, tool_start: str | None, parser_type: str | None) -> str:
+def forced_prefix(params: ChatParams, tool_start: str | None, parser_type: str | None) -> str:  # noqa: ARG001
     """Text appended after the generation prompt so the model must call a tool (tool_choice required/named).
     With JSON tool calls the call itself is then constrained by `forced_call_format` (name and arguments
-    valid for the tool's schema); other call syntaxes only get the opening (and the name, when named)."""
+    valid for the tool's schema); other call syntaxes only get the opening tag (`parser_type` is kept for
+    callers that pass it)."""
     choice = params.tool_choice
     if not params.tools or tool_start is None or choice in (None, "auto", "none"):
         return ""

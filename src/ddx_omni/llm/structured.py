@@ -20,7 +20,7 @@ CALL_LAYOUT = {"whitespace_flexible": True, "whitespace_pattern": "[ ]?"}
 SAFE_INTEGER = 2**53 - 1
 
 
-def grammar_for(response_format: dict[str, Any] | None, layout: dict[str, Any] = JSON_LAYOUT) -> str | None:
+def grammar_for(response_format: dict[str, Any] | None, layout: Any = JSON_LAYOUT) -> str | None:
     """The llguidance grammar a response_format asks for; None for plain text."""
     from llguidance import LLMatcher
 

@@ -118,7 +118,7 @@ def _approval_response(item: dict[str, Any], where: str) -> dict[str, Any]:
     reason = item.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise bad_request(f"{where}.reason: must be a string", f"{where}.reason")
-    return {"id": item.get("id") or new_id("mcpr"), "type": "mcp_approval_response",
+    return {"id": item.get("id") or new_id("mcpa"), "type": "mcp_approval_response",
             "approval_request_id": _required_str(item, "approval_request_id", where),
             "approve": item["approve"], "reason": reason}
 

@@ -17,6 +17,7 @@ from ..storage.replicas import Replica
 from ..tools.base import ToolKind, ToolRequestContext
 from . import items as it
 from .events import DONE, EventLog, encode
+from .prompt import PromptFitter
 from .schemas import (
     CONVERSATION_ITEMS_MAX,
     CreateResponseRequest,
@@ -29,7 +30,6 @@ from .schemas import (
     response_object,
 )
 from .peers import Peers, replica_url
-from .prompt import PromptFitter
 from .store import Store
 from .tooling import bind_tools, item_types, replays
 from .turn import TERMINAL_EVENTS, Turn, TurnPlan
@@ -191,7 +191,8 @@ class ResponsesService:
             raise bad_request("input: give at least one item (or a previous_response_id / conversation with history)",
                               "input")
         response_id = new_id("resp")
-        context = ToolRequestContext(response_id, history, list(request.include or []), input_items)
+        context = ToolRequestContext(response_id, history, list(request.include or []), input_items,
+                                     request.tool_choice)
         builtin_echo, turn_tools = await bind_tools(self.kinds, request.tools, context)
         turn_tools.check_choice(tool_choice)
         response = response_object(request, response_id=response_id, model=request.model or "",

@@ -52,14 +52,16 @@ class TurnTools:
 
     def chosen(self, choice: Any) -> list[str] | None:
         """The model-facing names a built-in `tool_choice` ({type, server_label?, name?}) selects; None when
-        the choice is not a built-in form. Call after `chat_tools()`."""
+        the choice is not a built-in form, and [] when the tool it names has no functions this turn (an MCP
+        server whose listing failed: the failure is its item's, the model then chooses freely). A name the
+        tool does not have is an error. Call after `chat_tools()`."""
         if not isinstance(choice, dict) or choice.get("type") in (None, "function"):
             return None
-        names = [name for name, (bound, own) in self.by_name.items()
-                 if bound.spec.get("type") == choice["type"]
-                 and choice.get("server_label") in (None, bound.spec.get("server_label"))
-                 and choice.get("name") in (None, own)]
-        if not names:
+        of_tool = [(name, own) for name, (bound, own) in self.by_name.items()
+                   if bound.spec.get("type") == choice["type"]
+                   and choice.get("server_label") in (None, bound.spec.get("server_label"))]
+        names = [name for name, own in of_tool if choice.get("name") in (None, own)]
+        if of_tool and not names:
             raise bad_request(f"tool_choice: no tool of this request matches {choice}", "tool_choice")
         return names
 
@@ -107,7 +109,7 @@ async def bind_tools(kinds: Mapping[str, ToolKind], tools: list[dict[str, Any]] 
         try:
             tool = await kind.bind(spec, ctx)
         except ApiError as exc:  # a kind names the field of its entry; the client needs the whole path
-            if exc.param and not exc.param.startswith(("tools[", "input")):
+            if exc.param and not exc.param.startswith(("tools[", "input", "tool_choice")):
                 exc.param = f"tools[{index}].{exc.param}"
             raise
         bound = Bound(spec, kind, tool) if tool is not None else None

@@ -115,7 +115,7 @@ class Turn:
             if self.task is not None:
                 self.task.uncancel()  # so that the save below can await
             self._fail_or_cancel(None)
-        except Exception as exc:  # noqa: BLE001 - any engine failure becomes a failed response, not a crash
+        except Exception as exc:  # any engine failure becomes a failed response, not a crash
             if not isinstance(exc, ApiError):
                 log.exception("response %s failed", self.id)
             self._fail_or_cancel(exc)
@@ -156,7 +156,7 @@ class Turn:
             if not offer and tools.bound:
                 params.tools, params.tool_choice = None, None
         else:
-            self._force(params, tools.chosen(base.tool_choice) if offer else None)
+            self._force(params, tools.chosen(base.tool_choice) if offer else [])
         used = self.out.usage.completion_tokens if self.out.usage else 0
         if base.max_tokens is not None:
             params.max_tokens = base.max_tokens - used
@@ -170,8 +170,13 @@ class Turn:
 
     @staticmethod
     def _force(params: ChatParams, names: list[str] | None) -> None:
-        """A built-in tool_choice: one function → a named choice; several → only they are offered, required."""
+        """A built-in tool_choice: one function → a named choice; several → only they are offered, required;
+        none (its tool has no functions this turn) → auto. None: not a built-in choice, left as it is."""
+        if names is None:
+            return
         if not names:
+            if isinstance(params.tool_choice, dict) and params.tool_choice.get("type") != "function":
+                params.tool_choice = "auto"
             return
         if len(names) == 1:
             params.tool_choice = {"type": "function", "function": {"name": names[0]}}
@@ -346,7 +351,7 @@ class Turn:
                                                           store_response=self.plan.store))
             if self.plan.store:
                 RESPONSES_STORED.labels(response["status"]).inc()
-        except Exception as exc:  # noqa: BLE001 - a failed save must still end the stream properly
+        except Exception as exc:  # a failed save must still end the stream properly
             log.exception("saving response %s failed", self.id)
             response["status"] = "failed"
             response["error"] = {"code": "server_error", "message": f"could not save the response: {exc}"}

@@ -59,6 +59,7 @@ class ToolRequestContext:
     history: list[dict[str, Any]]  # canonical stored items before this turn, oldest first
     include: list[str] = field(default_factory=list)  # the request's `include` values
     input_items: list[dict[str, Any]] = field(default_factory=list)  # this turn's input (e.g. mcp_approval_response)
+    tool_choice: Any = None  # the request's tool_choice: a kind that cannot run refuses to be forced (400)
 
 
 @dataclass

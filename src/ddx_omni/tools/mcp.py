@@ -148,13 +148,13 @@ class BoundMcp:
         return None
 
     async def _list(self, sink: ItemSink) -> None:
-        item = {"id": new_id("mcpl"), "type": "mcp_list_tools", "server_label": self.label, "tools": [],
+        item: dict[str, Any] = {"id": new_id("mcpl"), "type": "mcp_list_tools", "server_label": self.label, "tools": [],
                 "error": None}
         emit = sink.add(item)
         emit("response.mcp_list_tools.in_progress")
         try:
             listed = await self.kind.pool.get(self.target).list_tools(self.timeout)
-        except Exception as exc:  # noqa: BLE001 - any failure is the item's error, never the response's
+        except Exception as exc:  # any failure is the item's error, never the response's
             item["error"] = _failure_text(exc)
             log.warning("listing the tools of MCP server %s failed: %s", self.label, item["error"])
             emit("response.mcp_list_tools.failed")
@@ -201,7 +201,7 @@ class BoundMcp:
         return {"id": new_id("mcpr"), "type": "mcp_approval_request", "server_label": self.label, "name": name,
                 "arguments": json.dumps(arguments, ensure_ascii=False)}
 
-    def new_item(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    def new_item(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:  # noqa: ARG002 - set by run
         return {"id": new_id("mcp"), "type": "mcp_call", "server_label": self.label, "name": name, "arguments": "",
                 "output": None, "error": None, "status": "in_progress", "approval_request_id": None}
 
@@ -214,7 +214,7 @@ class BoundMcp:
         await self._stored_session_primed()
         try:
             result = await self.kind.pool.get(self.target).call_tool(name, arguments, self.timeout)
-        except Exception as exc:  # noqa: BLE001 - unreachable, timed out, protocol error: the item's error
+        except Exception as exc:  # unreachable, timed out, protocol error: the item's error
             item["error"] = _call_error(exc)
             log.warning("MCP call %s on %s failed: %s", name, self.label, item["error"].get("message"))
             return self._failed(item, emit)
@@ -237,7 +237,7 @@ class BoundMcp:
         item["error"] = {"type": "mcp_protocol_error", "code": -32602, "message": message}
         return self._failed(item, emit)
 
-    def annotate(self, text: str) -> list[dict[str, Any]]:
+    def annotate(self, text: str) -> list[dict[str, Any]]:  # noqa: ARG002 - the protocol's signature
         return []
 
 
@@ -260,12 +260,21 @@ def _result_text(result: Any, cap: int) -> str:
     texts = [block.text for block in result.content if getattr(block, "type", None) == "text"]
     others = [f"[{block.type} content]" for block in result.content if getattr(block, "type", None) != "text"]
     text = "\n".join(texts + others)
-    if result.structured_content is not None:
-        structured = json.dumps(result.structured_content, ensure_ascii=False)
-        if not (len(result.structured_content) == 1 and "result" in result.structured_content
-                and result.structured_content["result"] == text):
-            text = f"{text}\n{structured}" if text else structured
+    structured = result.structured_content
+    if structured is not None and not _says_the_same(text, structured):
+        dumped = json.dumps(structured, ensure_ascii=False)
+        text = f"{text}\n{dumped}" if text else dumped
     return text if len(text) <= cap else text[:cap] + f"\n[truncated: {len(text) - cap} more characters]"
+
+
+def _says_the_same(text: str, structured: Any) -> bool:
+    """Servers often send structured content twice: as JSON text, or wrapped as {"result": text}."""
+    if structured == {"result": text}:
+        return True
+    try:
+        return json.loads(text) == structured
+    except ValueError:
+        return False
 
 
 def _call_error(exc: Exception) -> dict[str, Any]:

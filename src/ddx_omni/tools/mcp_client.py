@@ -94,7 +94,7 @@ class McpConnection:
                 await self._stop.wait()
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # noqa: BLE001 - anyio wraps transport failures in exception groups
+        except BaseException as exc:  # anyio wraps transport failures in exception groups
             message = _describe(exc)
             if not ready.done():
                 ready.set_exception(McpUnavailable(f"MCP server {self.target.label!r} ({self.target.where}): "
@@ -112,7 +112,7 @@ class McpConnection:
         if task is not None and not task.done():
             try:
                 await asyncio.wait_for(asyncio.shield(task), 5)
-            except (TimeoutError, Exception):  # noqa: BLE001 - a stuck transport is cancelled instead
+            except (TimeoutError, Exception):  # a stuck transport is cancelled instead
                 task.cancel()
         self.session = None
 
@@ -189,9 +189,9 @@ async def _transport(target: McpTarget) -> Any:
     import httpx2
     from mcp.client.streamable_http import streamable_http_client
 
-    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0)) as http:
-        async with streamable_http_client(target.url, http_client=http) as streams:
-            yield streams
+    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0))
+    async with http, streamable_http_client(target.url, http_client=http) as streams:
+        yield streams
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
