@@ -28,7 +28,8 @@ def build_settings(tmp_path: Path, overrides: dict[str, Any] | None = None, stor
     ./config.toml and the env."""
     empty = tmp_path / "empty.toml"
     empty.write_text("")
-    base = {"responses.db_path": str(tmp_path / "responses.db"), "storage.url": storage_url}
+    base = {"responses.db_path": str(tmp_path / "responses.db"), "storage.url": storage_url,
+            "code_interpreter.data_dir": str(tmp_path / "containers")}
     return load_settings(empty, {**base, **(overrides or {})}, environ={})
 
 

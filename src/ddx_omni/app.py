@@ -11,11 +11,14 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
+from .containers import router as containers_router
+from .containers import service as containers_service
+from .containers.service import ContainersService
 from .core import health, metrics
 from .core.auth import require_api_key, warn_if_open
 from .core.errors import install_error_handlers
-from .core.health import Component
 from .core.gateway import GatewayMiddleware, HttpMetrics
+from .core.health import Component
 from .core.settings import Settings, load_settings
 from .llm import router as llm_router
 from .llm import service as llm_service
@@ -25,6 +28,7 @@ from .stt import router as stt_router
 from .stt import service as stt_service
 from .tools import web_search as web_search_tool
 from .tools.base import ToolKind
+from .tools.code_interpreter import CodeInterpreterKind
 from .tools.mcp import McpKind
 from .web import router as web_router
 from .web_search import service as web_search_service
@@ -33,23 +37,28 @@ from .web_search.service import WebSearchService
 log = logging.getLogger("ddx_omni")
 
 
-def build_tools(settings: Settings, web_search: WebSearchService) -> dict[str, ToolKind]:
+def build_tools(settings: Settings, web_search: WebSearchService,
+                containers: ContainersService) -> dict[str, ToolKind]:
     """The built-in Responses tool kinds, by the request tool `type` they serve (tools/base.py)."""
     kinds: dict[str, ToolKind] = {}
     kinds["mcp"] = McpKind(settings.responses)
     kinds.update(web_search_tool.kinds(web_search))  # web_search, web_search_preview and their dated names
+    kinds["code_interpreter"] = CodeInterpreterKind(containers)
     return kinds
 
 
 def build_components(settings: Settings) -> dict[str, Component]:
     llm = llm_service.create_service(settings)
     web_search = web_search_service.create_service(settings)
+    containers = containers_service.create_service(settings)
+    tools = build_tools(settings, web_search, containers)
     return {
         "llm": llm,
         "stt": stt_service.create_service(settings),
-        # before responses: it stops after the turns that may still be fetching pages
+        # before responses: started first, stopped after the turns that may still use them
         "web_search": web_search,
-        "responses": responses_service.create_service(settings, llm, build_tools(settings, web_search),
+        "code_interpreter": containers,
+        "responses": responses_service.create_service(settings, llm, tools,
                                                       responses_service.responses_database(settings)),
     }
 
@@ -97,6 +106,7 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
     app.include_router(llm_router.public_router)
     app.include_router(llm_router.router, dependencies=protected)
     app.include_router(responses_router.router, dependencies=protected)
+    app.include_router(containers_router.router, dependencies=protected)
     app.include_router(stt_router.http_router, dependencies=protected)
     app.include_router(stt_router.ws_router)  # WebSockets authenticate before accept (core.auth)
     return app

@@ -194,7 +194,17 @@ def read_sse(url: str, body: dict[str, Any] | None = None, *, get: str | None = 
     return events, names
 
 
-BUILTIN_EVENTS: dict[str, Callable[[dict[str, Any], list[dict[str, Any]], dict[str, Any]], None]] = {}
+def _check_reasoning(added: dict[str, Any], events: list[dict[str, Any]], done: dict[str, Any]) -> None:
+    """reasoning_text deltas, then one done with their text; the item's content holds the same text."""
+    kinds = [e["type"] for e in events]
+    assert kinds == ["response.reasoning_text.delta"] * (len(kinds) - 1) + ["response.reasoning_text.done"], kinds
+    text = "".join(e["delta"] for e in events[:-1])
+    assert added["content"] == [{"type": "reasoning_text", "text": ""}] and events[-1]["text"] == text
+    assert done["content"] == [{"type": "reasoning_text", "text": text}] and done["status"] == "completed"
+
+
+BUILTIN_EVENTS: dict[str, Callable[[dict[str, Any], list[dict[str, Any]], dict[str, Any]], None]] = {
+    "reasoning": _check_reasoning}
 
 
 def check_builtin_item(added: dict[str, Any], events: list[dict[str, Any]], done: dict[str, Any]) -> None:

@@ -291,6 +291,20 @@ class WebSearchSettings(_Section):
         if self.provider in ("brave", "tavily") and self.api_key is None:
             raise ValueError(f"provider '{self.provider}' needs [web_search].api_key (DDX_WEB_SEARCH__API_KEY)")
         return self
+class CodeInterpreterSettings(_Section):
+    data_dir: Path = Field(default_factory=lambda: state_dir() / "containers")  # containers' /mnt/data + records
+    # without bubblewrap the code interpreter is refused (400); true runs code as plain, unisolated processes
+    allow_unsandboxed: bool = False
+    max_containers: int = Field(32, ge=1)  # running containers at once (more → 429)
+    timeout_s: float = Field(60.0, gt=0)  # wall clock of one call; past it the container's process group is killed
+    idle_minutes: int = Field(20, ge=1, le=10080)  # expiry after the last activity, when a create names none
+    memory_limit: Literal["1g", "4g", "16g", "64g"] = "1g"  # default address-space limit of a container
+    max_memory_limit: Literal["1g", "4g", "16g", "64g"] = "4g"  # larger requested memory_limit → 400
+    cpu_s: int = Field(3600, ge=1)  # CPU seconds one container process may use in its lifetime
+    max_processes: int = Field(64, ge=4)  # processes/threads per container (fork bombs stop here)
+    max_file_bytes: int = Field(1024 ** 3, ge=1024)  # largest file the code may write
+    max_output_bytes: int = Field(20000, ge=256)  # logs kept per call; the rest is cut with a marker
+    uid_base: int = Field(200000, ge=1000)  # a root server runs container n as uid uid_base + n
 
 
 class Settings(BaseSettings):
@@ -305,6 +319,7 @@ class Settings(BaseSettings):
     responses: ResponsesSettings = ResponsesSettings()
     storage: StorageSettings = StorageSettings()
     web_search: WebSearchSettings = WebSearchSettings()
+    code_interpreter: CodeInterpreterSettings = CodeInterpreterSettings()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,

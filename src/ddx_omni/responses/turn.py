@@ -23,7 +23,7 @@ from ..llm.engine import ChatEngine, ChatParams, ToolCall, Usage
 from ..tools.base import Emit, ReplayedCall
 from .events import EventLog
 from .prompt import PromptFitter
-from .schemas import function_call_item, message_item, new_id, output_text_part, usage_object
+from .schemas import function_call_item, message_item, new_id, output_text_part, reasoning_item, usage_object
 from .store import INPUT, OUTPUT, ItemRow, Store
 from .tooling import Bound, TurnTools
 
@@ -57,6 +57,7 @@ class _Output:
 
     items: list[dict[str, Any]] = field(default_factory=list)
     open_message: int | None = None
+    open_reasoning: int | None = None  # the reasoning item receiving a thinking model's reasoning
     usage: Usage | None = None
     finish_reason: str | None = None
 
@@ -199,6 +200,8 @@ class Turn:
                     break
                 finally:
                     self.engine_s += time.perf_counter() - started
+                if delta.reasoning:
+                    self._on_reasoning(delta.reasoning)
                 if delta.text:
                     self._on_text(delta.text)
                 calls.extend(delta.tool_calls)
@@ -218,8 +221,33 @@ class Turn:
                                                            total.completion_tokens + usage.completion_tokens,
                                                            total.cached_tokens + usage.cached_tokens)
 
+    def _on_reasoning(self, text: str) -> None:
+        """Reasoning streams into a `reasoning` item (OpenAI's shape for open-weight models: reasoning_text)."""
+        out = self.out
+        if out.open_reasoning is None:
+            item = reasoning_item(new_id("rs"))
+            out.items.append(item)
+            out.open_reasoning = len(out.items) - 1
+            self.events.item_added(out.open_reasoning, item)
+        item = out.items[out.open_reasoning]
+        item["content"][0]["text"] += text
+        self.events.emit("response.reasoning_text.delta", item_id=item["id"], output_index=out.open_reasoning,
+                         content_index=0, delta=text)
+
+    def _close_reasoning(self) -> None:
+        index = self.out.open_reasoning
+        if index is None:
+            return
+        self.out.open_reasoning = None
+        item = self.out.items[index]
+        item["status"] = "completed"
+        self.events.emit("response.reasoning_text.done", item_id=item["id"], output_index=index, content_index=0,
+                         text=item["content"][0]["text"])
+        self.events.item_done(index, item)
+
     def _on_text(self, text: str) -> None:
         out = self.out
+        self._close_reasoning()
         if out.open_message is None:
             item = message_item(new_id("msg"))
             out.items.append(item)
@@ -233,6 +261,7 @@ class Turn:
         self.events.text_delta(index, item["id"], text)
 
     def _close_message(self, status: str, final: bool = False) -> None:
+        self._close_reasoning()
         index = self.out.open_message
         if index is None:
             return
@@ -320,6 +349,7 @@ class Turn:
 
     def _fail_or_cancel(self, exc: Exception | None) -> None:
         """Whatever was produced stays, marked incomplete; the status says why the turn ended."""
+        self.out.open_reasoning = None  # its in_progress status becomes incomplete below
         index = self.out.open_message
         if index is not None:
             self.out.open_message = None
