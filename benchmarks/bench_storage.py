@@ -30,8 +30,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.conftest import free_port  # noqa: E402
-from tests.postgres import PostgresServer  # noqa: E402
+from tests.conftest import free_port
+from tests.postgres import PostgresServer
 
 
 def start_server(workdir: Path, storage_url: str) -> tuple[subprocess.Popen[bytes], str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import sqlite3
 import json
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path

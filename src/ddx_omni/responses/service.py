@@ -17,6 +17,7 @@ from ..storage.replicas import Replica
 from ..tools.base import ToolKind, ToolRequestContext
 from . import items as it
 from .events import DONE, EventLog, encode
+from .peers import Peers, replica_url
 from .prompt import PromptFitter
 from .schemas import (
     CONVERSATION_ITEMS_MAX,
@@ -29,7 +30,6 @@ from .schemas import (
     not_found,
     response_object,
 )
-from .peers import Peers, replica_url
 from .store import Store
 from .tooling import bind_tools, item_types, replays
 from .turn import TERMINAL_EVENTS, Turn, TurnPlan

@@ -96,7 +96,7 @@ class PostgresDatabase:
         async with self.pool.acquire() as conn, conn.transaction():
             for sql, params, many in statements:
                 if many:
-                    await conn.executemany(self._translate(sql), list(params))  # type: ignore[arg-type]
+                    await conn.executemany(self._translate(sql), list(params))
                 else:
                     await conn.execute(self._translate(sql), *params)
 

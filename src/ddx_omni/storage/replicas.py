@@ -16,7 +16,8 @@ from .base import Database, Migrations
 
 log = logging.getLogger("ddx_omni.storage.replicas")
 
-_TABLE = "CREATE TABLE replicas (id TEXT PRIMARY KEY, url TEXT NOT NULL, started_at {t} NOT NULL, heartbeat_at {t} NOT NULL)"
+_TABLE = ("CREATE TABLE replicas (id TEXT PRIMARY KEY, url TEXT NOT NULL, started_at {t} NOT NULL,"
+          " heartbeat_at {t} NOT NULL)")
 MIGRATIONS = Migrations("replicas_schema_version", sqlite=(_TABLE.format(t="REAL"),),
                         postgresql=(_TABLE.format(t="DOUBLE PRECISION"),))
 
@@ -60,7 +61,7 @@ class Replica:
                                             (self.id,), False)])
                 if self.on_beat is not None:
                     await self.on_beat()
-            except Exception:  # noqa: BLE001 - a database hiccup must not end the heartbeat for good
+            except Exception:
                 log.exception("replica heartbeat failed")
 
     def live_sql(self) -> str:

@@ -88,9 +88,9 @@ class SqliteDatabase:
         async with self._writing() as writer:
             for sql, params, many in statements:
                 if many:
-                    await writer.executemany(sql, params)  # type: ignore[arg-type]
+                    await writer.executemany(sql, params)
                 else:
-                    await writer.execute(sql, params)  # type: ignore[arg-type]
+                    await writer.execute(sql, params)
 
     def _writing(self) -> _Immediate:
         if self._writer is None:
