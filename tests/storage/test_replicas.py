@@ -158,15 +158,17 @@ def test_three_replicas_round_robin_burst_with_one_sigkilled(tmp_path: Path, pg_
 
         def client(n: int) -> None:
             previous, turn, attempt = None, 0, 0
-            with httpx.Client(timeout=30) as http:
+            # a new connection per request, as through a load balancer: a kept-alive one can be closed by the
+            # server's idle timeout just as the next request goes out (an HTTP/1.1 client race, not a lost write)
+            with httpx.Client(timeout=60, limits=httpx.Limits(max_keepalive_connections=0)) as http:
                 while turn < 10:
                     port = ports[(n + turn + attempt) % 3]  # each turn on another replica
                     body = {"model": "m", "input": f"client {n} turn {turn}", "previous_response_id": previous}
                     try:
                         answer = http.post(f"http://127.0.0.1:{port}/v1/responses", json=body)
-                    except httpx.HTTPError:
+                    except httpx.HTTPError as exc:
                         if not killed.is_set() or port != ports[0]:
-                            errors.append(f"client {n} turn {turn}: no answer from {port}")
+                            errors.append(f"client {n} turn {turn}: no answer from {port}: {exc!r}")
                             return
                         attempt += 1  # the killed replica: unacknowledged, retried on the next one
                         continue
