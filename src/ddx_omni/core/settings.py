@@ -307,6 +307,12 @@ class CodeInterpreterSettings(_Section):
     uid_base: int = Field(200000, ge=1000)  # a root server runs container n as uid uid_base + n
 
 
+class AnthropicSettings(_Section):
+    # Seconds between `ping` events while a stream has nothing else to say (a long prefill), so that clients
+    # and proxies with idle timeouts keep the stream open.
+    ping_interval_s: float = Field(5.0, gt=0)
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with `load_settings`, which does the layering."""
 
@@ -318,6 +324,7 @@ class Settings(BaseSettings):
     stt: SttSettings = SttSettings()
     responses: ResponsesSettings = ResponsesSettings()
     storage: StorageSettings = StorageSettings()
+    anthropic: AnthropicSettings = AnthropicSettings()
     web_search: WebSearchSettings = WebSearchSettings()
     code_interpreter: CodeInterpreterSettings = CodeInterpreterSettings()
 

@@ -57,7 +57,7 @@ def _merge(first: ChatDelta, second: ChatDelta) -> ChatDelta:
     return ChatDelta(text=first.text + second.text, tool_calls=first.tool_calls + second.tool_calls,
                      reasoning=first.reasoning + second.reasoning,
                      logprobs=(first.logprobs or []) + (second.logprobs or []) or None,
-                     finish_reason=second.finish_reason, usage=second.usage)
+                     finish_reason=second.finish_reason, usage=second.usage, stop_sequence=second.stop_sequence)
 
 
 def _text_of(content: Any) -> str:
@@ -142,6 +142,13 @@ class MlxEngine:
 
     def _prompt_tokens(self, params: ChatParams) -> list[int]:
         tokenizer = self._tokenizer
+        if params.prompt is not None:  # legacy completions: the text as given, no template
+            if isinstance(params.prompt, str):
+                return list(tokenizer.encode(params.prompt))
+            if any(not 0 <= t < len(tokenizer) for t in params.prompt):
+                raise RequestInvalid(f"prompt has a token id outside the vocabulary (0..{len(tokenizer) - 1})",
+                                     param="prompt")
+            return list(params.prompt)
         tools = params.tools if params.tools and params.tool_choice != "none" else None
         messages = [_template_message(m) for m in params.messages]
         try:
@@ -273,6 +280,7 @@ class MlxEngine:
             metrics.LLM_TPS.labels(self.model_id).observe((run.generated - 1) / run.decode_s)
         job.emit(ChatDelta(text=tail.text, tool_calls=tail.tool_calls, reasoning=tail.reasoning,
                            finish_reason="tool_calls" if called and run.finish != "length" else run.finish,
+                           stop_sequence=parser.stopped_by,
                            usage=Usage(prompt_tokens=len(prompt), completion_tokens=run.generated,
                                        cached_tokens=reused)))
 

@@ -6,13 +6,22 @@ that `input_items`, conversations and history replay read them back unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ..tools.base import ReplayedCall
 from .schemas import bad_request, new_id, not_found
 
 INPUT_ROLES = ("user", "system", "developer", "assistant")
+# Items agents (Codex) send back in their re-sent history that no chat template has a turn for: stored as sent
+# (with an id), shown to the model only where a turn exists (custom and shell calls become tool calls).
+AGENT_ITEMS = frozenset({"reasoning", "compaction", "web_search_call", "local_shell_call", "custom_tool_call",
+                         "custom_tool_call_output", "image_generation_call", "tool_search_call"})
+# Tool types Codex offers that this server cannot serve, dropped from the request rather than refused (a 400
+# would stop the agent at its first request): `namespace` groups (their calls need a namespaced function_call),
+# `custom` freeform tools (a Lark/regex grammar the engines cannot enforce), and the OpenAI-hosted ones.
+AGENT_TOOLS = frozenset({"namespace", "custom", "local_shell", "image_generation", "tool_search"})
 ID_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
 
 ItemLookup = Callable[[str], Awaitable[dict[str, Any] | None]]
@@ -44,7 +53,7 @@ async def normalize_input(raw: str | list[dict[str, Any]], lookup: ItemLookup, p
             items.append(_function_call_output(item, where))
         elif kind == "mcp_approval_response":
             items.append(_approval_response(item, where))
-        elif kind in passthrough:
+        elif kind in passthrough or kind in AGENT_ITEMS:
             items.append({**item, "id": item.get("id") or new_id(ID_PREFIX.get(kind, "item"))})
         else:
             raise bad_request(f"{where}: item type {kind!r} is not supported", f"{where}.type")
@@ -148,6 +157,11 @@ def to_chat_messages(items: list[dict[str, Any]], instructions: str | None,
             _add_call(messages, item["call_id"], item["name"], item["arguments"])
         elif kind == "function_call_output":
             messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": item["output"]})
+        elif kind in ("custom_tool_call", "local_shell_call") and item.get("call_id"):
+            arguments = item.get("input") if kind == "custom_tool_call" else item.get("action")
+            _add_call(messages, item["call_id"], str(item.get("name") or "shell"), json.dumps({"input": arguments}))
+        elif kind == "custom_tool_call_output" and item.get("call_id"):
+            messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": str(item.get("output"))})
         elif replays and (replayed := replays.get(item.get("id", ""))) is not None:
             _add_call(messages, item["id"], replayed.name, replayed.arguments)
             messages.append({"role": "tool", "tool_call_id": item["id"], "content": replayed.output})
@@ -170,6 +184,15 @@ def droppable_prefix_ok(items: list[dict[str, Any]], start: int) -> bool:
 
 
 # ---- tools and formats ----------------------------------------------------------------------------------
+
+def served_tools(tools: list[dict[str, Any]] | None, kinds: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """`tools` without the agent-only types (AGENT_TOOLS) and without a `web_search` no kind serves here (Codex
+    offers it on every turn); other unknown types still reach `bind_tools`, which refuses them."""
+    if tools is None:
+        return None
+    return [t for t in tools if t.get("type") not in AGENT_TOOLS
+            and not (str(t.get("type", "")).startswith("web_search") and t.get("type") not in kinds)]
+
 
 def function_tools(tools: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
     """The flat function tools of `tools` → (echo for the response object, nested chat tools for the engine).

@@ -183,6 +183,7 @@ class ResponsesService:
         if request.background and not store:
             raise bad_request("background responses must be stored: remove store=false", "background")
         metadata = check_metadata(request.metadata)
+        request.tools = it.served_tools(request.tools, self.kinds)
         function_echo, chat_tools = it.function_tools(request.tools)
         tool_choice = it.chat_tool_choice(request.tool_choice)
         history = await self._history(request.previous_response_id, conversation_id)
