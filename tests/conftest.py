@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
+import os
 import socket
 import threading
 import time
@@ -21,19 +23,50 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 
 
-def build_settings(tmp_path: Path, overrides: dict[str, Any] | None = None) -> Settings:
-    """Defaults + dotted overrides, with the database under tmp_path; ignores ./config.toml and the env."""
+def build_settings(tmp_path: Path, overrides: dict[str, Any] | None = None, storage_url: str = "") -> Settings:
+    """Defaults + dotted overrides, with the database under tmp_path (or at `storage_url`); ignores
+    ./config.toml and the env."""
     empty = tmp_path / "empty.toml"
     empty.write_text("")
-    base = {"responses.db_path": str(tmp_path / "responses.db"),
+    base = {"responses.db_path": str(tmp_path / "responses.db"), "storage.url": storage_url,
             "code_interpreter.data_dir": str(tmp_path / "containers"),
             "files.db_path": str(tmp_path / "files.db"), "files.dir": str(tmp_path / "files")}
     return load_settings(empty, {**base, **(overrides or {})}, environ={})
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """One PostgreSQL server for the whole session (tests/postgres.py); each test gets its own database.
+    Not installed: the test is skipped, except in CI (CI_REQUIRE_POSTGRES=1), where that is a failure."""
+    from tests.postgres import PostgresServer, pg_bin
+
+    if pg_bin("initdb") is None:
+        if os.environ.get("CI_REQUIRE_POSTGRES"):
+            pytest.fail("PostgreSQL is required here (CI_REQUIRE_POSTGRES=1) but initdb is not installed")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+_databases = itertools.count()
+
+
 @pytest.fixture
-def make_settings(tmp_path: Path) -> Callable[..., Settings]:
-    return lambda overrides=None: build_settings(tmp_path, overrides)
+def storage_url() -> str:
+    """The [storage].url of the test's servers: "" (SQLite under tmp_path) unless a directory overrides it."""
+    return ""
+
+
+def fresh_database(server: Any) -> str:
+    """A new, empty database on the session's PostgreSQL server → its URL."""
+    return server.create_database(f"t{os.getpid()}_{next(_databases)}")
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, storage_url: str) -> Callable[..., Settings]:
+    return lambda overrides=None: build_settings(tmp_path, overrides, storage_url)
 
 
 def free_port() -> int:
@@ -46,6 +79,7 @@ def free_port() -> int:
 def live_server(settings: Settings, components: dict[str, Any] | None = None) -> Iterator[str]:
     """A real uvicorn server on a free loopback port in a thread; yields its base URL (http://127.0.0.1:P)."""
     port = free_port()
+    settings.server.port = port  # where the other replicas reach it
     app = create_app(settings, components)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
                                            ws_max_size=16 * 1024 * 1024, lifespan="on"))
@@ -64,11 +98,11 @@ def live_server(settings: Settings, components: dict[str, Any] | None = None) ->
 
 
 @pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[Callable[..., str]]:
+def server_factory(tmp_path: Path, storage_url: str) -> Iterator[Callable[..., str]]:
     """server_factory(overrides=None, components=None) → base URL of a live server (stopped after the test)."""
     with contextlib.ExitStack() as stack:
         yield lambda overrides=None, components=None: stack.enter_context(
-            live_server(build_settings(tmp_path, overrides), components))
+            live_server(build_settings(tmp_path, overrides, storage_url), components))
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05) -> None:

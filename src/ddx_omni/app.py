@@ -73,7 +73,8 @@ def build_components(settings: Settings) -> dict[str, Component]:
         "code_interpreter": containers,
         "embeddings": embeddings,
         "files": files,
-        "responses": responses_service.create_service(settings, llm, tools),
+        "responses": responses_service.create_service(settings, llm, tools,
+                                                      responses_service.responses_database(settings)),
     }
 
 

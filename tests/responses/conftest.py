@@ -10,12 +10,21 @@ import pytest
 
 from ddx_omni.core.settings import Settings
 from ddx_omni.responses.service import create_service
+from tests.conftest import fresh_database
 
 from .support import FakeLlm, ScriptedEngine
 
 
 def sdk(url: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", timeout=30, max_retries=0)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_url(request: pytest.FixtureRequest) -> str:
+    """Every Responses test runs on both stores: SQLite (the default) and a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return ""
+    return fresh_database(request.getfixturevalue("postgres"))
 
 
 @pytest.fixture

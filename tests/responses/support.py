@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 
 from ddx_omni.llm.engine import ChatDelta, ChatParams, ToolCall, Usage
@@ -304,3 +307,19 @@ def check_event_order(events: list[dict[str, Any]]) -> dict[str, Any]:
     if terminals[0]["type"] == "response.completed":
         assert all(s["done"] for s in items), "every added item has its done"
     return final
+
+
+def query(storage_url: str, tmp_path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of a read straight from the test server's database: its SQLite file, or its PostgreSQL database."""
+    if not storage_url:
+        with sqlite3.connect(tmp_path / "responses.db") as db:
+            return db.execute(sql).fetchall()
+
+    async def fetch() -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(storage_url)
+        try:
+            return [tuple(row) for row in await conn.fetch(sql)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())

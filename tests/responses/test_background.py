@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from ddx_omni.responses.service import create_service
+from ddx_omni.responses.service import create_service, responses_database
 from ddx_omni.responses.store import Store
-from tests.conftest import build_settings, live_server, wait_for
+from tests.conftest import live_server, wait_for
 
 from .conftest import sdk
 from .support import FakeLlm, ScriptedEngine, check_event_order, read_sse
@@ -70,8 +69,8 @@ def test_background_stream_and_chaining_waits_for_it(serve: Any) -> None:
     client.responses.cancel(slow.id)
 
 
-def test_shutdown_and_restart_leave_no_response_running_forever(tmp_path: Path) -> None:
-    settings = build_settings(tmp_path)
+def test_shutdown_and_restart_leave_no_response_running_forever(make_settings: Any) -> None:
+    settings = make_settings()
     engine = ScriptedEngine(delay=0.05)
     llm = FakeLlm(engine)
     with live_server(settings, {"llm": llm, "responses": create_service(settings, llm)}) as url:
@@ -84,8 +83,8 @@ def test_shutdown_and_restart_leave_no_response_running_forever(tmp_path: Path) 
     assert engine.outcomes == ["aborted"]
 
 
-async def test_restart_fails_responses_a_dead_process_left_unfinished(tmp_path: Path) -> None:
-    store = Store(tmp_path / "r.db")
+async def test_restart_fails_responses_a_dead_process_left_unfinished(make_settings: Any) -> None:
+    store = Store(responses_database(make_settings()))
     await store.open()
     body = {"id": "resp_1", "status": "in_progress", "created_at": 1, "background": True, "error": None}
     await store.save_response(body, [])

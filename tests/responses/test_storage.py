@@ -186,8 +186,9 @@ def test_sigkill_during_a_burst_loses_no_acknowledged_response(tmp_path: Path) -
             assert kinds == {0: 1, 1: len(json.loads(body)["output"])}, rid
 
 
-def test_health_reports_the_database(server_factory: Any, tmp_path: Path) -> None:
+def test_health_reports_the_database(server_factory: Any, tmp_path: Path, storage_url: str) -> None:
     url = server_factory()
     component = httpx.get(f"{url}/health", timeout=30).json()["components"]["responses"]
-    assert component["state"] == "ready" and component["db_path"] == str(tmp_path / "responses.db")
+    assert component["state"] == "ready" and component["db_path"] == (storage_url or str(tmp_path / "responses.db"))
+    assert component["storage"] == ("postgresql" if storage_url else "sqlite")
     assert component["schema_version"] == len(MIGRATIONS)

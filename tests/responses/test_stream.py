@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import sqlite3
 from typing import Any
 
 import httpx
@@ -14,7 +13,7 @@ from ddx_omni.llm.engine import ChatParams, ToolCall
 from tests.conftest import wait_for
 
 from .conftest import sdk
-from .support import ScriptedEngine, check_event_order, read_sse
+from .support import ScriptedEngine, check_event_order, query, read_sse
 from .test_create import WEATHER_TOOL
 
 
@@ -127,12 +126,11 @@ def test_client_leaving_stops_generation_and_saves_what_was_made(serve: Any) -> 
     assert stored["output"][0]["status"] == "incomplete"
 
 
-def test_a_plain_request_whose_client_hangs_up_stops_too(serve: Any, tmp_path: Any) -> None:
+def test_a_plain_request_whose_client_hangs_up_stops_too(serve: Any, tmp_path: Any, storage_url: str) -> None:
     engine = ScriptedEngine(delay=0.05)
     url = serve(engine)
     words = " ".join(f"w{i}" for i in range(400))  # 20 s if it ran to the end
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{url}/v1/responses", json={"model": "m", "input": words}, timeout=0.5)
     wait_for(lambda: engine.outcomes == ["aborted"], timeout=30)
-    with sqlite3.connect(tmp_path / "responses.db") as db:
-        wait_for(lambda: db.execute("SELECT status FROM responses").fetchall() == [("cancelled",)], timeout=30)
+    wait_for(lambda: query(storage_url, tmp_path, "SELECT status FROM responses") == [("cancelled",)], timeout=30)

@@ -234,6 +234,31 @@ class ResponsesSettings(_Section):
     _csv = field_validator("mcp_allowed_urls", mode="before")(_split_csv)
 
 
+class StorageSettings(_Section):
+    # "" = SQLite, each store in its own file (e.g. [responses].db_path); sqlite:///path; postgresql://user:pw@host/db
+    url: str = ""
+    pool_size: int = Field(10, ge=1)  # PostgreSQL connections per store
+    heartbeat_s: float = Field(2.0, gt=0)  # how often a replica says it is alive (shared database only)
+    lease_s: float = Field(10.0, gt=0)  # a replica silent this long is dead: others fail its running responses
+    # how other replicas reach this one (cross-replica cancel and stream attach); "" = http://<host>:<port>
+    replica_url: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        from ..storage.url import parse_url
+
+        if value:
+            parse_url(value)
+        return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_heartbeats(self) -> StorageSettings:
+        if self.lease_s <= 2 * self.heartbeat_s:
+            raise ValueError("lease_s must be more than twice heartbeat_s (a missed beat is not a death)")
+        return self
+
+
 class WebSearchSettings(_Section):
     """The Responses `web_search` tool: which search backend, and how pages are fetched."""
 
@@ -336,6 +361,7 @@ class Settings(BaseSettings):
     llm: LlmSettings = LlmSettings()
     stt: SttSettings = SttSettings()
     responses: ResponsesSettings = ResponsesSettings()
+    storage: StorageSettings = StorageSettings()
     anthropic: AnthropicSettings = AnthropicSettings()
     web_search: WebSearchSettings = WebSearchSettings()
     code_interpreter: CodeInterpreterSettings = CodeInterpreterSettings()

@@ -13,9 +13,12 @@ from ..core.disconnect import finished_before_hangup
 from ..core.settings import Settings
 from ..llm.engine import ChatEngine, ChatParams
 from ..llm.images import has_images
+from ..storage import Database, open_database
+from ..storage.replicas import Replica
 from ..tools.base import ToolKind, ToolRequestContext
 from . import items as it
 from .events import DONE, EventLog, encode
+from .peers import Peers, replica_url
 from .prompt import PromptFitter
 from .schemas import (
     CONVERSATION_ITEMS_MAX,
@@ -56,12 +59,18 @@ class EngineProvider(Protocol):
 class ResponsesService:
     name = "responses"
 
-    def __init__(self, settings: Settings, llm: EngineProvider, tools: Mapping[str, ToolKind] | None = None) -> None:
+    def __init__(self, settings: Settings, llm: EngineProvider, tools: Mapping[str, ToolKind] | None = None,
+                 database: Database | None = None) -> None:
         self.settings = settings
         self.llm = llm
         self.kinds: dict[str, ToolKind] = dict(tools or {})  # built-in tool kinds by request `type`
         self.item_types = item_types(self.kinds)
-        self.store = Store(settings.responses.db_path, synchronous=settings.responses.synchronous)
+        self.store = Store(database or responses_database(settings))
+        lease = settings.storage
+        self.replica = Replica(self.store.db, new_id("replica"), replica_url(settings), lease.heartbeat_s,
+                               lease.lease_s, on_beat=self._sweep)
+        self.live = (self.replica.live_sql(), (lease.lease_s,))  # selects the live replicas' ids
+        self.peers = Peers(settings)
         self.turns: dict[str, Turn] = {}  # running turns, by response id
         self.error: str | None = None
 
@@ -72,13 +81,22 @@ class ResponsesService:
                 await kind.start()
         try:
             await self.store.open()
-            failed = await self.store.fail_unfinished("the server restarted before this response finished")
-            if failed:
-                log.warning("marked %d unfinished background responses as failed", failed)
+            self.replica.url = replica_url(self.settings)  # the port is final only now (tests pick a free one)
+            await self.replica.start()
+            await self._sweep()
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("responses database %s could not be opened", self.store.path)
             raise
+
+    async def _sweep(self) -> None:
+        """Fail the background responses no live process can finish: on a database of its own, all those left
+        unfinished (this process has just started); on a shared one, those whose owner's lease has expired."""
+        live = self.live if self.store.db.shared else None
+        failed = await self.store.fail_unfinished("the server restarted before this response finished",
+                                                  live_owners=live)
+        if failed:
+            log.warning("marked %d unfinished background responses as failed", failed)
 
     async def stop(self) -> None:
         tasks = [turn.task for turn in self.turns.values() if turn.task is not None]
@@ -86,6 +104,8 @@ class ResponsesService:
             turn.stop("shutdown")
         if tasks:
             await asyncio.wait(tasks, timeout=STOP_WAIT_S)
+        await self.replica.stop()
+        await self.peers.close()
         await self.store.close()
         for kind in self._distinct_kinds():
             if hasattr(kind, "stop"):
@@ -100,7 +120,8 @@ class ResponsesService:
 
     def health(self) -> dict[str, Any]:
         state = "ready" if self.store.is_open else ("failed" if self.error else "idle")
-        return {"state": state, "db_path": str(self.store.path), "schema_version": self.store.schema_version,
+        return {"state": state, "db_path": self.store.path, "storage": self.store.db.dialect,
+                "replica": self.replica.id, "schema_version": self.store.schema_version,
                 "running": len(self.turns), "error": self.error}
 
     # ---- responses ----------------------------------------------------------------------------------------
@@ -118,7 +139,8 @@ class ResponsesService:
         turn = Turn(plan, self.store, events)
         if request.background:
             # the queued row exists before the id is handed out, so GET/cancel work at once
-            await self.store.save_response(plan.response, [], conversation_id=plan.conversation_id)
+            await self.store.save_response(plan.response, [], conversation_id=plan.conversation_id,
+                                           owner=self.replica.id)
         self.turns[turn.id] = turn
         turn.start().add_done_callback(lambda _: self.turns.pop(turn.id, None))
         if queue is not None:
@@ -230,8 +252,12 @@ class ResponsesService:
             if previous is not None and previous.task is not None and not previous.task.done():
                 raise bad_request(f"previous response {previous_id} is still in progress", "previous_response_id",
                                   code="response_in_progress")
-            if not await self.store.response_exists(previous_id):
+            status = await self.store.response_status(previous_id)
+            if status is None:
                 raise not_found(f"Previous response with id '{previous_id}' not found.", "previous_response_id")
+            if status in ("queued", "in_progress"):  # running on another replica
+                raise bad_request(f"previous response {previous_id} is still in progress", "previous_response_id",
+                                  code="response_in_progress")
             return await self.store.chain_items(previous_id)
         if conversation_id:
             if await self.store.get_conversation(conversation_id) is None:
@@ -246,11 +272,23 @@ class ResponsesService:
         response = await self.store.get_response(response_id)
         if response is None:
             raise not_found(f"Response with id '{response_id}' not found.")
+        if response["status"] in ("queued", "in_progress"):  # its live output is with its owner
+            owner = await self._owner_url(response_id)
+            if owner is not None:
+                return await self.peers.call("GET", f"{owner}/v1/responses/{response_id}")
         return response
+
+    async def _owner_url(self, response_id: str) -> str | None:
+        """The URL of the other live replica running this response, if one is."""
+        found = await self.store.running_owner(response_id, self.live)
+        return found[1] if found is not None and found[0] != self.replica.id else None
 
     async def attach(self, response_id: str, starting_after: int | None) -> AsyncIterator[bytes]:
         """GET ?stream=true: the events of a background response still running, from `starting_after` on."""
         turn = self.turns.get(response_id)
+        if turn is None and (owner := await self._owner_url(response_id)) is not None:
+            after = "" if starting_after is None else f"&starting_after={starting_after}"
+            return await self.peers.stream(f"{owner}/v1/responses/{response_id}?stream=true{after}")
         if turn is None or turn.events.history is None or turn.task is None or turn.task.done():
             await self.get(response_id)  # 404 when unknown
             raise bad_request("Only a background response that is still running can be streamed; GET it without "
@@ -264,6 +302,8 @@ class ResponsesService:
         if turn is not None:
             turn.stop("cancelled")
             await asyncio.wait([turn.task])  # type: ignore[list-item]
+        elif (owner := await self._owner_url(response_id)) is not None:
+            await self.peers.call("POST", f"{owner}/v1/responses/{response_id}/cancel")
         if not await self.store.delete_response(response_id):
             raise not_found(f"Response with id '{response_id}' not found.")
         return {"id": response_id, "object": "response.deleted", "deleted": True}
@@ -274,6 +314,8 @@ class ResponsesService:
             turn.stop("cancelled")
             await asyncio.wait([turn.task])  # type: ignore[list-item]
             return turn.response
+        if (owner := await self._owner_url(response_id)) is not None:
+            return await self.peers.call("POST", f"{owner}/v1/responses/{response_id}/cancel")
         response = await self.get(response_id)
         if not response.get("background"):
             raise bad_request("Only background responses can be cancelled.", "response_id")
@@ -348,6 +390,12 @@ def _echo_in_order(tools: list[dict[str, Any]] | None, functions: list[dict[str,
     return [next(queues[tool.get("type") == "function"]) for tool in tools or []]
 
 
-def create_service(settings: Settings, llm: EngineProvider,
-                   tools: Mapping[str, ToolKind] | None = None) -> ResponsesService:
-    return ResponsesService(settings, llm, tools)
+def responses_database(settings: Settings) -> Database:
+    """[storage].url, or (empty) the SQLite file [responses].db_path."""
+    return open_database(settings.storage.url, default_sqlite=settings.responses.db_path,
+                         synchronous=settings.responses.synchronous, pool_size=settings.storage.pool_size)
+
+
+def create_service(settings: Settings, llm: EngineProvider, tools: Mapping[str, ToolKind] | None = None,
+                   database: Database | None = None) -> ResponsesService:
+    return ResponsesService(settings, llm, tools, database)

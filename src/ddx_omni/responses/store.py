@@ -1,44 +1,39 @@
-"""SQLite persistence of responses, their items and conversations (aiosqlite, WAL, versioned schema).
+"""Persistence of responses, their items and conversations, on any storage backend (storage/: SQLite, PostgreSQL).
 
-One writer connection behind an asyncio lock (every write is one `BEGIN IMMEDIATE … COMMIT`, so concurrent
-requests queue instead of failing with "database is locked") and one reader connection (WAL lets it read
-while the writer writes). A response and all its items are written in one transaction, committed before the
-client is answered: a row is either whole or absent, and an acknowledged response survives SIGKILL.
+A response and all its items are written in one transaction, committed before the client is answered: a row
+is either whole or absent, and an acknowledged response survives SIGKILL. A background response's row names
+its owner (the replica running it), so that other replicas can tell a live one from one a dead replica left.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
+from ..storage import Database, Migrations, Statement
+from ..storage.replicas import MIGRATIONS as REPLICA_MIGRATIONS
+from ..storage.sqlite import SqliteDatabase
 
-log = logging.getLogger("ddx_omni.responses.store")
-
-# Each entry migrates the schema from version i to i+1; never edit one that has shipped, append instead.
-MIGRATIONS: tuple[str, ...] = (
-    """
+_V1 = """
     CREATE TABLE responses (
         id TEXT PRIMARY KEY,
         previous_response_id TEXT,
         conversation_id TEXT,
         status TEXT NOT NULL,
         background INTEGER NOT NULL DEFAULT 0,
-        created_at REAL NOT NULL,
+        created_at {real} NOT NULL,
         body TEXT NOT NULL
     );
     CREATE TABLE conversations (
         id TEXT PRIMARY KEY,
-        created_at INTEGER NOT NULL,
+        created_at BIGINT NOT NULL,
         metadata TEXT NOT NULL
     );
     CREATE TABLE items (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq {seq},
         id TEXT NOT NULL,
         response_id TEXT,
         conversation_id TEXT,
@@ -50,8 +45,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX items_by_conversation ON items (conversation_id, seq);
     CREATE INDEX items_by_id ON items (id);
     CREATE INDEX responses_unfinished ON responses (status) WHERE status IN ('queued', 'in_progress');
-    """,
+"""
+_V2 = "ALTER TABLE responses ADD COLUMN owner TEXT"  # the replica running a background response
+
+# Each entry migrates the schema from version i to i+1; never edit one that has shipped, append instead.
+MIGRATIONS = Migrations(
+    "schema_version",
+    sqlite=(_V1.format(real="REAL", seq="INTEGER PRIMARY KEY AUTOINCREMENT"), _V2),
+    postgresql=(_V1.format(real="DOUBLE PRECISION", seq="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"), _V2),
 )
+UNFINISHED = "status IN ('queued', 'in_progress')"
 
 INPUT, OUTPUT = 0, 1
 
@@ -83,99 +86,56 @@ def _dump(value: Any) -> str:
 
 
 class Store:
-    """The database. `open()` creates it (and its directories) and migrates; `close()` checkpoints."""
+    """The responses tables of one database. `open()` opens it and migrates; `close()` closes it.
+    A Path is taken as a SQLite file (the embedded default)."""
 
-    def __init__(self, path: Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 30000) -> None:
-        self.path = path
-        self.synchronous = synchronous
-        self.busy_timeout_ms = busy_timeout_ms
-        self._writer: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
-        self._write_lock = asyncio.Lock()
+    def __init__(self, db: Database | Path) -> None:
+        self.db: Database = SqliteDatabase(db) if isinstance(db, Path) else db
         self.schema_version = 0
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     async def open(self) -> None:
-        await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
-        self._writer = await self._connect()
-        await self._writer.execute("PRAGMA journal_mode=WAL")
-        await self._migrate()
-        self._reader = await self._connect()
-
-    async def _connect(self) -> aiosqlite.Connection:
-        # isolation_level=None: autocommit; transactions are opened explicitly with BEGIN IMMEDIATE.
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        await conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
-        await conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        # Keep hot pages in memory however many unrelated rows the file holds: a bigger page cache, and reads
-        # through mmap instead of a pread() per page (both are ceilings, not allocations).
-        await conn.execute("PRAGMA cache_size=-65536")
-        await conn.execute("PRAGMA mmap_size=268435456")
-        return conn
-
-    async def _migrate(self) -> None:
-        assert self._writer is not None
-        async with self._write_lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
-            try:
-                await self._writer.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-                row = await (await self._writer.execute("SELECT MAX(version) FROM schema_version")).fetchone()
-                current = (row[0] if row else None) or 0
-                if current > len(MIGRATIONS):
-                    raise RuntimeError(f"database {self.path} has schema version {current}, newer than this "
-                                       f"ddx-omni knows ({len(MIGRATIONS)}); upgrade ddx-omni or use another "
-                                       f"[responses].db_path")
-                for version in range(current, len(MIGRATIONS)):
-                    for statement in _statements(MIGRATIONS[version]):
-                        await self._writer.execute(statement)
-                    await self._writer.execute("INSERT INTO schema_version (version) VALUES (?)", (version + 1,))
-                    log.info("responses database migrated to schema version %d", version + 1)
-                await self._writer.execute("COMMIT")
-            except BaseException:
-                await self._writer.execute("ROLLBACK")
-                raise
-            self.schema_version = len(MIGRATIONS)
+        await self.db.open()
+        try:
+            await self.db.migrate(REPLICA_MIGRATIONS)  # running_owner and the sweep join against it
+            self.schema_version = await self.db.migrate(MIGRATIONS)
+        except BaseException:
+            await self.db.close()
+            raise
 
     async def close(self) -> None:
-        for conn in (self._reader, self._writer):
-            if conn is not None:
-                await conn.close()
-        self._reader = self._writer = None
+        await self.db.close()
 
     @property
     def is_open(self) -> bool:
-        return self._writer is not None
+        return self.db.is_open
+
+    @property
+    def path(self) -> str:
+        return self.db.describe()
+
+    async def _transaction(self, statements: list[Statement]) -> None:
+        await self.db.transaction(statements)
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return await self.db.read(sql, params)
 
     # ---- the write path ----------------------------------------------------------------------------------
-    async def _transaction(self, statements: Iterable[tuple[str, Sequence[Any] | Iterable[Sequence[Any]], bool]]
-                           ) -> None:
-        """Run (sql, params, many) statements as one IMMEDIATE transaction under the writer lock."""
-        if self._writer is None:
-            raise RuntimeError("responses store is not open")
-        async with self._write_lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, params, many in statements:
-                    if many:
-                        await self._writer.executemany(sql, params)  # type: ignore[arg-type]
-                    else:
-                        await self._writer.execute(sql, params)  # type: ignore[arg-type]
-                await self._writer.execute("COMMIT")
-            except BaseException:
-                await self._writer.execute("ROLLBACK")
-                raise
-
     async def save_response(self, response: dict[str, Any], items: Sequence[ItemRow], *,
-                            conversation_id: str | None = None, store_response: bool = True) -> None:
-        """Write (or replace) a response with its items, and append them to its conversation, atomically."""
+                            conversation_id: str | None = None, store_response: bool = True,
+                            owner: str | None = None) -> None:
+        """Write (or replace) a response with its items, and append them to its conversation, atomically.
+        `owner`: the replica running it (background responses, while they run)."""
         rid = response["id"]
-        statements: list[tuple[str, Any, bool]] = []
+        statements: list[Statement] = []
         if store_response:
             statements.append(
-                ("INSERT OR REPLACE INTO responses (id, previous_response_id, conversation_id, status, background,"
-                 " created_at, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                ("INSERT INTO responses (id, previous_response_id, conversation_id, status, background,"
+                 " created_at, body, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                 " status = excluded.status, body = excluded.body, owner = excluded.owner",
                  (rid, response.get("previous_response_id"), conversation_id, response["status"],
-                  int(bool(response.get("background"))), response["created_at"], _dump(response)), False))
+                  int(bool(response.get("background"))), float(response["created_at"]), _dump(response), owner),
+                 False))
             if response.get("background"):  # only a background response is saved twice (queued, then final)
                 statements.append(("DELETE FROM items WHERE response_id = ?", (rid,), False))
         positions = {INPUT: 0, OUTPUT: 0}
@@ -206,18 +166,31 @@ class Store:
         ])
         return True
 
-    async def fail_unfinished(self, reason: str) -> int:
-        """Responses left queued/in_progress by a previous process can never finish: mark them failed."""
-        rows = await self._read("SELECT body FROM responses WHERE status IN ('queued', 'in_progress')")
+    async def fail_unfinished(self, reason: str, *, live_owners: tuple[str, Sequence[Any]] | None = None) -> int:
+        """Mark failed the responses left queued/in_progress by a process that can no longer finish them: all of
+        them (one process per database), or those whose owner is not among `live_owners` (SQL selecting live
+        replica ids, and its parameters). The update re-checks the status: one that finished meanwhile stays."""
+        sql, params = f"SELECT body FROM responses WHERE {UNFINISHED}", ()
+        if live_owners is not None:
+            sql += f" AND (owner IS NULL OR owner NOT IN ({live_owners[0]}))"
+            params = tuple(live_owners[1])
         updates = []
-        for (body,) in rows:
+        for (body,) in await self._read(sql, params):
             response = json.loads(body)
             response["status"] = "failed"
             response["error"] = {"code": "server_error", "message": reason}
             updates.append(("failed", _dump(response), response["id"]))
         if updates:
-            await self._transaction([("UPDATE responses SET status = ?, body = ? WHERE id = ?", updates, True)])
+            await self._transaction([(f"UPDATE responses SET status = ?, body = ? WHERE id = ? AND {UNFINISHED}",
+                                      updates, True)])
         return len(updates)
+
+    async def running_owner(self, response_id: str, live_owners: tuple[str, Sequence[Any]]) -> tuple[str, str] | None:
+        """(owner id, owner URL) of a stored response still running on a live replica; None otherwise."""
+        rows = await self._read(f"SELECT p.id, p.url FROM responses AS r JOIN replicas AS p ON p.id = r.owner"
+                                f" WHERE r.id = ? AND r.{UNFINISHED} AND p.id IN ({live_owners[0]})",
+                                (response_id, *live_owners[1]))
+        return (rows[0][0], rows[0][1]) if rows else None
 
     # ---- conversations -------------------------------------------------------------------------------
     async def create_conversation(self, conversation: dict[str, Any], items: Sequence[dict[str, Any]]) -> None:
@@ -285,6 +258,10 @@ class Store:
         rows = await self._read("SELECT body FROM responses WHERE id = ?", (response_id,))
         return json.loads(rows[0][0]) if rows else None
 
+    async def response_status(self, response_id: str) -> str | None:
+        rows = await self._read("SELECT status FROM responses WHERE id = ?", (response_id,))
+        return rows[0][0] if rows else None
+
     async def response_exists(self, response_id: str) -> bool:
         return bool(await self._read("SELECT 1 FROM responses WHERE id = ?", (response_id,)))
 
@@ -318,18 +295,8 @@ class Store:
         rows = await self._read(sql, tuple(args))
         return _loads_all(rows[:limit]), len(rows) > limit
 
-    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        if self._reader is None:
-            raise RuntimeError("responses store is not open")
-        # execute + fetchall in one job of the reader's thread: the statement is done (and its read snapshot
-        # released) before another coroutine's query starts; interleaved open cursors would pin an old snapshot.
-        return list(await self._reader.execute_fetchall(sql, params))
-
 
 def _loads_all(rows: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """Parse many JSON bodies in one json.loads call: a long history costs one C-level parse, not N."""
     return json.loads("[" + ",".join(row[0] for row in rows) + "]")
 
-
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip() and not s.strip().startswith("--")]
