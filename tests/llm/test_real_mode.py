@@ -218,10 +218,11 @@ def test_next_turn_reuses_the_kv_cache_without_changing_the_answer(client: opena
                                 {"role": "user", "content": "And the stars?"}]
     warm = greedy(client, eos_id, messages=second_turn, max_tokens=10)
     assert warm.usage.prompt_tokens_details.cached_tokens >= first.usage.prompt_tokens - 1
+    # another conversation in between does not evict this one (the cache holds several, LRU)
     greedy(client, eos_id, messages=[{"role": "system", "content": "Something else entirely"}], max_tokens=3)
-    cold = greedy(client, eos_id, messages=second_turn, max_tokens=10)
-    assert cold.usage.prompt_tokens_details.cached_tokens < first.usage.prompt_tokens // 2
-    assert warm.choices[0].message.content == cold.choices[0].message.content
+    again = greedy(client, eos_id, messages=second_turn, max_tokens=10)
+    assert again.usage.prompt_tokens_details.cached_tokens == again.usage.prompt_tokens - 1
+    assert warm.choices[0].message.content == again.choices[0].message.content
 
 
 def test_non_streaming_client_that_leaves_stops_its_generation(client: openai.OpenAI, real_server: str,

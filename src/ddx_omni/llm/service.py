@@ -9,8 +9,9 @@ from typing import Any
 
 from ..core.errors import ModelNotFound, ModelUnavailable
 from ..core.settings import ModelEntry, Settings
+from .compute import process_compute
 from .engine import ChatEngine
-from .mlx_engine import MlxEngine
+from .mlx_engine import EngineOptions, MlxEngine
 from .mock import MockEngine
 from .registry import build_registry, resolve
 
@@ -34,6 +35,7 @@ class LlmService:
         self._settled = asyncio.Event()  # set whenever no load is in progress (loaded or failed)
         self._load_task: asyncio.Task[Any] | None = None
         self._load_started = time.monotonic()
+        self._compute: dict[str, Any] | None = None  # the process's MLX device and BLAS, once real mode starts
 
     @property
     def mode(self) -> str:
@@ -43,6 +45,9 @@ class LlmService:
         if not self.real:
             self._settled.set()
             return
+        self._compute = await asyncio.to_thread(process_compute)  # imports MLX: off the loop
+        log.info("MLX computes on the %s with %s BLAS (%s)", self._compute["backend"], self._compute["blas"],
+                 self._compute["blas_path"] or "-")
         # In the background: /health answers `loading` meanwhile, requests wait for it (bounded).
         self._load_task = asyncio.create_task(self._swap_to(self.registry[self.model_id]))
 
@@ -59,7 +64,18 @@ class LlmService:
         elapsed = (self.last_load_ms if self.model_state != "loading"
                    else int((time.monotonic() - self._load_started) * 1000))
         return {"state": state, "mode": self.mode, "model": self.model_id, "model_state": self.model_state,
-                "model_load_elapsed_ms": elapsed, "model_error": self.model_error}
+                "model_load_elapsed_ms": elapsed, "model_error": self.model_error, "compute": self._compute_health()}
+
+    def _compute_health(self) -> dict[str, Any] | None:
+        """`llm.compute`: MLX's device, the BLAS behind it, the dtype the model computes in (real mode only)."""
+        if self._compute is None:
+            return None
+        engine = self._engine
+        loaded = engine.compute if engine is not None else {}
+        batch = ({"max_batch_size": engine.scheduler.max_batch_size, "active": engine.scheduler.active}
+                 if engine is not None else None)
+        return {**self._compute, "dtype": loaded.get("dtype"), "checkpoint_dtype": loaded.get("checkpoint_dtype"),
+                "batch": batch}
 
     @property
     def loaded(self) -> bool:
@@ -114,11 +130,8 @@ class LlmService:
             await old.close(drain_s=self.settings.llm.swap_drain_s)
         start = time.perf_counter()
         try:
-            self._engine = await MlxEngine.load(
-                entry.id, entry.path or entry.id, context_window=entry.context_window,
-                prefill_step_size=self.settings.llm.prefill_step_size,
-                default_temperature=self.settings.llm.default_temperature,
-                default_max_tokens=self.settings.llm.default_max_tokens)
+            self._engine = await MlxEngine.load(entry.id, entry.path or entry.id,
+                                                context_window=entry.context_window, options=self._options())
             self.model_state = "ready"
         except asyncio.CancelledError:
             self.model_state, self.model_error = "failed", "loading was cancelled"
@@ -129,6 +142,13 @@ class LlmService:
         finally:
             self.last_load_ms = int((time.perf_counter() - start) * 1000)
             self._settled.set()
+
+
+    def _options(self) -> EngineOptions:
+        llm = self.settings.llm
+        return EngineOptions(prefill_step_size=llm.prefill_step_size, default_temperature=llm.default_temperature,
+                             default_max_tokens=llm.default_max_tokens, max_batch_size=llm.max_batch_size,
+                             prompt_cache_bytes=llm.prompt_cache_bytes, cpu_dtype=llm.cpu_dtype)
 
 
 def create_service(settings: Settings) -> LlmService:
