@@ -19,6 +19,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..core import metrics
+
 if TYPE_CHECKING:
     from .mlx_engine import Decoded, MlxEngine, Prepared, _Job
 
@@ -137,6 +139,8 @@ class Scheduler:
         if not self._members:
             return
         _, responses = generator.next()
+        if responses:
+            metrics.LLM_BATCH_SIZE.labels(self._engine.model_id).observe(len(responses))
         for response in responses:
             if response.uid in self._members:
                 self._deliver(response)
