@@ -7,13 +7,15 @@ so that a bad one can be reported with where it came from; pydantic does the val
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "DDX_"
@@ -88,6 +90,55 @@ class ModelEntry(ModelExtras):
 DEFAULT_MODEL = "mlx-community/Qwen3-4B-Instruct-2507-4bit"
 
 
+class MockToolCall(_Section):
+    name: str = Field(min_length=1)
+    arguments: dict[str, Any] = {}
+
+
+class MockReply(_Section):
+    content: str | None = None
+    tool_calls: list[MockToolCall] = []
+    reasoning: str | None = None
+
+    @model_validator(mode="after")
+    def _says_something(self) -> MockReply:
+        if self.content is None and not self.tool_calls:
+            raise ValueError("a reply needs `content`, `tool_calls` or both")
+        return self
+
+
+class MockRule(_Section):
+    """One rule of a mock script: `match` is searched in the newest user message or tool output."""
+
+    match: re.Pattern[str]
+    reply: MockReply
+
+
+def load_mock_script(path: Path) -> list[MockRule]:
+    """The rules of a mock script file: a JSON list (or `{"rules": [...]}`), or TOML `[[rules]]` tables."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the mock script: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        data: Any = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"the mock script is not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {exc}") from None
+    rules = data.get("rules") if isinstance(data, dict) else data
+    if not isinstance(rules, list):
+        raise ValueError("the mock script must be a list of rules (or an object with a `rules` list)")
+    try:
+        return _MOCK_RULES.validate_python(rules)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        index, *where = first["loc"]
+        place = ".".join(str(part) for part in where) or "the rule itself"
+        raise ValueError(f"mock script rule {index}, at {place}: {first['msg']}") from None
+
+
+_MOCK_RULES = TypeAdapter(list[MockRule])
+
+
 class LlmSettings(_Section):
     use_real_model: bool = False
     model: str = DEFAULT_MODEL  # loaded at start in real mode
@@ -107,6 +158,15 @@ class LlmSettings(_Section):
     max_batch_size: int = Field(8, ge=1)  # concurrent generations decoded together in one batch (1 = one at a time)
     prompt_cache_bytes: int = Field(1 << 30, ge=0)  # KV prefixes kept for later turns (LRU, longest prefix); 0 = off
     idle_unload_s: float = Field(0.0, ge=0)  # unload a model nobody used for this long (0 = never); reloaded on use
+    mock_script: Path | None = None  # mock mode answers by these rules (JSON or TOML), else the canned call
+
+    @field_validator("mock_script")
+    @classmethod
+    def _check_mock_script(cls, path: Path | None) -> Path | None:
+        # read once here so that a bad file stops the start with a configuration error (the engine reads it again)
+        if path is not None:
+            load_mock_script(path)
+        return path
 
 
 class SttSettings(_Section):

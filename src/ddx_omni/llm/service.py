@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from ..core.errors import ModelNotFound, ModelUnavailable
-from ..core.settings import ModelEntry, Settings
+from ..core.settings import ModelEntry, Settings, load_mock_script
 from .compute import process_compute
 from .engine import ChatEngine
 from .mlx_engine import EngineOptions, MlxEngine
@@ -36,6 +36,8 @@ class LlmService:
         self._load_task: asyncio.Task[Any] | None = None
         self._load_started = time.monotonic()
         self._compute: dict[str, Any] | None = None  # the process's MLX device and BLAS, once real mode starts
+        script = settings.llm.mock_script
+        self._mock_rules = load_mock_script(script) if script is not None and not self.real else []
 
     @property
     def mode(self) -> str:
@@ -63,7 +65,8 @@ class LlmService:
         state = {"ready": "ready", "loading": "loading"}.get(self.model_state, "failed")
         elapsed = (self.last_load_ms if self.model_state != "loading"
                    else int((time.monotonic() - self._load_started) * 1000))
-        return {"state": state, "mode": self.mode, "model": self.model_id, "model_state": self.model_state,
+        script = {"mock_script": str(self.settings.llm.mock_script)} if self._mock_rules else {}
+        return {"state": state, "mode": self.mode, **script, "model": self.model_id, "model_state": self.model_state,
                 "model_load_elapsed_ms": elapsed, "model_error": self.model_error, "compute": self._compute_health()}
 
     def _compute_health(self) -> dict[str, Any] | None:
@@ -83,7 +86,7 @@ class LlmService:
 
     async def engine(self, model_id: str | None = None) -> ChatEngine:
         if not self.real:
-            return MockEngine(model_id or self.model_id)
+            return MockEngine(model_id or self.model_id, self._mock_rules)
         # Any registered id is answered by the loaded model (the response's `model` says which): swapping is
         # POST /v1/models/load's job, so that clients with a hard-coded model name cannot undo an operator's swap.
         if model_id is not None:
