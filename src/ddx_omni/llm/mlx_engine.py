@@ -9,8 +9,10 @@ asyncio queue; each request has a cancel flag the worker checks after every toke
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import json
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -443,6 +445,19 @@ class MlxEngine:
         self.prompt_cache = PromptCache(None, 0)
         gc.collect()
         mx.clear_cache()  # MLX keeps freed buffers in a pool; give them back before the next model loads
+        _trim_malloc()
+
+
+def _trim_malloc() -> None:
+    """Hand freed heap memory back to the system. On the CPU, MLX's buffers come from malloc; once glibc has raised
+    its mmap threshold (it does after large frees) they live in heap arenas, which free() alone does not shrink,
+    so without this a swapped-out model's weights stay in the process's RSS."""
+    if sys.platform != "linux":
+        return
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim): nothing to do
+        pass
 
 
 async def _drain(queue: asyncio.Queue[Any]) -> AsyncIterator[ChatDelta]:

@@ -36,6 +36,7 @@ class LlmService:
         self._load_task: asyncio.Task[Any] | None = None
         self._load_started = time.monotonic()
         self._compute: dict[str, Any] | None = None  # the process's MLX device and BLAS, once real mode starts
+        self._idle_task: asyncio.Task[Any] | None = None
         script = settings.llm.mock_script
         self._mock_rules = load_mock_script(script) if script is not None and not self.real else []
 
@@ -52,17 +53,21 @@ class LlmService:
                  self._compute["blas_path"] or "-")
         # In the background: /health answers `loading` meanwhile, requests wait for it (bounded).
         self._load_task = asyncio.create_task(self._swap_to(self.registry[self.model_id]))
+        if self.settings.llm.idle_unload_s > 0:
+            self._idle_task = asyncio.create_task(self._unload_when_idle(self.settings.llm.idle_unload_s))
 
     async def stop(self) -> None:
-        if self._load_task is not None and not self._load_task.done():
-            self._load_task.cancel()
+        for task in (self._load_task, self._idle_task):
+            if task is not None and not task.done():
+                task.cancel()
         async with self._swap_lock:
             if self._engine is not None:
                 await self._engine.close(drain_s=0)
                 self._engine = None
 
     def health(self) -> dict[str, Any]:
-        state = {"ready": "ready", "loading": "loading"}.get(self.model_state, "failed")
+        # `unloaded` (idle_unload_s) is ready: the next request loads the model again
+        state = {"ready": "ready", "loading": "loading", "unloaded": "ready"}.get(self.model_state, "failed")
         elapsed = (self.last_load_ms if self.model_state != "loading"
                    else int((time.monotonic() - self._load_started) * 1000))
         script = {"mock_script": str(self.settings.llm.mock_script)} if self._mock_rules else {}
@@ -96,9 +101,37 @@ class LlmService:
         except TimeoutError:
             raise ModelUnavailable(f"Model {self.model_id} is still loading",
                                    f"waited {self.settings.llm.load_wait_s:g} s; retry later") from None
+        if self._engine is None and self.model_state == "unloaded":  # unloaded while idle: load it again
+            await self._reload()
         if self._engine is None:
             raise ModelUnavailable(f"Model {self.model_id} is not available", self.model_error)
+        self._engine.last_used = time.monotonic()  # handed out: the idle unloader leaves it alone for now
         return self._engine
+
+    async def _reload(self) -> None:
+        if self._settled.is_set():  # the first request after the unload starts the load; the others wait for it
+            self._settled.clear()
+            self.model_state = "loading"
+            self._load_task = asyncio.create_task(self._swap_to(self.registry[self.model_id]))
+        try:
+            await asyncio.wait_for(self._settled.wait(), timeout=self.settings.llm.load_wait_s)
+        except TimeoutError:
+            raise ModelUnavailable(f"Model {self.model_id} is still loading",
+                                   f"waited {self.settings.llm.load_wait_s:g} s; retry later") from None
+
+    async def _unload_when_idle(self, idle_s: float) -> None:
+        """`[llm].idle_unload_s`: free the model once nobody has used it for that long (the next request reloads)."""
+        while True:
+            await asyncio.sleep(min(idle_s / 4, 5.0))
+            engine = self._engine
+            if engine is None or engine.busy or time.monotonic() - engine.last_used < idle_s:
+                continue
+            async with self._swap_lock:
+                if self._engine is not engine or engine.busy:
+                    continue
+                self._engine, self.model_state = None, "unloaded"
+                await engine.close(drain_s=0)
+                log.info("model %s unloaded after %g s unused (idle_unload_s)", self.model_id, idle_s)
 
     async def load(self, model_id: str) -> dict[str, Any]:
         if not self.real:
