@@ -157,15 +157,16 @@ def _concurrency_table(peers: list[Peer], args: argparse.Namespace) -> str:
                      f"{statistics.median(r.ttft_s for r in peer.singles):.2f} | "
                      f"{statistics.median(b.aggregate_tps() for b in peer.bursts):.2f} | "
                      f"{statistics.median(ttfts):.2f} | {_pct(ttfts, 0.9):.2f} |")
-    pairs = list(zip(ours.bursts, theirs.bursts, ours.singles))
+    pairs = list(zip(ours.bursts, theirs.bursts, ours.singles, strict=True))
     agg = statistics.median(a.aggregate_tps() / b.aggregate_tps() for a, b, _ in pairs)
     self_ratio = statistics.median(a.aggregate_tps() / s.decode_tps for a, _, s in pairs)
     ttft = statistics.median(statistics.median(r.ttft_s for r in a.runs) / statistics.median(r.ttft_s for r in b.runs)
                              for a, b, _ in pairs)
-    single = statistics.median(a.decode_tps / b.decode_tps for a, b in zip(ours.singles, theirs.singles))
+    single = statistics.median(a.decode_tps / b.decode_tps for a, b in zip(ours.singles, theirs.singles, strict=True))
     health = ours.health_ms
     lines += ["", f"Paired medians over {args.rounds} rounds: {args.streams}-stream aggregate ddx-omni / mlx_lm.server "
-              f"**{agg:.2f}×**; ddx-omni {args.streams}-stream aggregate / its own 1-stream decode **{self_ratio:.2f}×**; "
+              f"**{agg:.2f}×**; ddx-omni {args.streams}-stream aggregate / its own 1-stream decode "
+              f"**{self_ratio:.2f}×**; "
               f"median TTFT ddx-omni / mlx_lm.server **{ttft:.2f}×**; 1 stream decode ddx-omni / mlx_lm.server "
               f"**{single:.2f}×**. ddx-omni /health during its bursts: {len(health)} probes, median "
               f"{statistics.median(health):.1f} ms, p99 {_pct(health, 0.99):.1f} ms, max {max(health):.1f} ms. "
@@ -204,7 +205,7 @@ def bf16(model_dir: Path, logs: Path, eos: int, args: argparse.Namespace) -> str
     lines = ["| peer (bfloat16 checkpoint) | decode tok/s | TTFT s |", "|---|---:|---:|"]
     lines += [f"| {p.name} | {statistics.median(r.decode_tps for r in p.singles):.2f} | "
               f"{statistics.median(r.ttft_s for r in p.singles):.2f} |" for p in peers]
-    pairs = list(zip(ours.singles, theirs.singles))
+    pairs = list(zip(ours.singles, theirs.singles, strict=True))
     lines += ["", f"Paired medians over {args.rounds} rounds: decode ddx-omni / stock mlx_lm.server "
               f"**{statistics.median(a.decode_tps / b.decode_tps for a, b in pairs):.2f}×**, TTFT stock mlx_lm.server "
               f"/ ddx-omni **{statistics.median(b.ttft_s / a.ttft_s for a, b in pairs):.2f}×**. "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -157,3 +158,32 @@ def test_without_a_prompt_cache_nothing_is_reused_and_answers_agree(server_with,
         assert cached >= first["prompt"] if reused else cached == 0
         answers.add(r.choices[0].message.content)
     assert len(answers) == 1  # the cached prefix changes nothing in the answer
+
+
+def test_concurrent_tool_calls_and_reasoning_each_match_alone(tool_client: openai.OpenAI,
+                                                              tool_model_dir: Path) -> None:
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}]
+    ask_weather = [{"role": "user", "content": "What is the weather in Berlin?"}]
+    variants = [{"tools": tools}, {"tools": tools, "tool_choice": "required"}, {"tools": tools, "tool_choice": "none"},
+                {"tools": tools, "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}, {}]
+
+    def call(extra: dict[str, Any]) -> tuple:
+        r = tool_client.chat.completions.create(model=None, messages=ask_weather, temperature=0, **extra)  # type: ignore[arg-type]
+        choice = r.choices[0]
+        calls = [(c.function.name, c.function.arguments) for c in choice.message.tool_calls or []]
+        return choice.finish_reason, choice.message.content, calls, choice.message.model_dump().get("reasoning_content")
+
+    alone = [call(extra) for extra in variants]
+    assert alone[0][0] == "tool_calls" and alone[0][3] and alone[2][2] == []  # a call with reasoning; none
+    eos = json.loads((tool_model_dir / "config.json").read_text())["eos_token_id"]
+    hang_up = threading.Event()
+    reader, _, started = start_long_stream(str(tool_client.base_url).removesuffix("/v1/"), eos, stop=hang_up)
+    assert started.wait(30)
+    try:
+        with ThreadPoolExecutor(len(variants) * 2) as pool:
+            together = list(pool.map(call, variants * 2))
+    finally:
+        hang_up.set()
+        reader.join(60)
+    assert together == alone * 2
