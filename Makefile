@@ -4,7 +4,7 @@ UV := .tools/bin/uv
 HOST ?= 127.0.0.1
 PORT ?= 4250
 
-.PHONY: run test venv lock openapi bench clean
+.PHONY: run test lint venv lock openapi bench clean
 
 $(UV):
 	$(PY) -m venv .tools && .tools/bin/pip install -q "uv>=0.5,<1"
@@ -19,6 +19,10 @@ run: venv
 
 test: venv
 	.venv/bin/python -m pytest
+
+lint: venv
+	.venv/bin/ruff check .
+	.venv/bin/mypy
 
 lock: $(UV)
 	$(UV) lock

@@ -12,8 +12,11 @@ drifts between rounds and cancels out within one):
 - `bf16`: the same weights as bfloat16 (as the hub ships checkpoints). ddx-omni through plain `ddx-omni serve`
   (it re-executes itself with OpenBLAS and casts to float32: `[llm].cpu_dtype = auto`) against stock
   mlx_lm.server (no preload). One stream per round.
+- `cache`: 5 conversations of 10 turns each run at once on ddx-omni (each turn adds a ~60-token user message and
+  the model's answer); per turn of conversation 0: prompt tokens, cached tokens, TTFT. Once with the prompt cache
+  (`[llm].prompt_cache_bytes` default) and once without (0), one after the other.
 
-    .venv/bin/python benchmarks/bench_llm_load.py [--scenario concurrency|bf16|both] [--rounds 3]
+    .venv/bin/python benchmarks/bench_llm_load.py [--scenario concurrency|bf16|cache|both] [--rounds 3]
         [--streams 8] [--max-tokens 32] [--model-dir DIR]
 """
 
@@ -213,9 +216,62 @@ def bf16(model_dir: Path, logs: Path, eos: int, args: argparse.Namespace) -> str
     return "\n".join(lines)
 
 
+TURN = ("Turn {turn} of conversation {conv}: here is more of the story so far, with the keeper, the bottle, the "
+        "storm over the harbour, the gulls, the lamp and the letter that nobody could read. What happens next?")
+
+
+def _turn(client: httpx.Client, url: str, eos: int, messages: list[dict[str, str]]) -> tuple[float, str, dict]:
+    """One streamed chat turn: (TTFT s, the answer, usage)."""
+    body = {"messages": messages, "max_tokens": 16, "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True}, "logit_bias": {str(eos): -100.0}}
+    start, first, pieces, usage = time.perf_counter(), None, [], {}
+    with client.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                chunk = json.loads(line[6:])
+                usage = chunk.get("usage") or usage
+                content = ((chunk.get("choices") or [{}])[0].get("delta") or {}).get("content")
+                if content:
+                    first = first or time.perf_counter()
+                    pieces.append(content)
+    return (first or time.perf_counter()) - start, "".join(pieces), usage
+
+
+def _conversation(url: str, eos: int, conv: int, turns: int) -> list[tuple[int, int, float]]:
+    history: list[dict[str, str]] = []
+    seen = []
+    with httpx.Client(timeout=600) as client:
+        for turn in range(turns):
+            history.append({"role": "user", "content": TURN.format(turn=turn, conv=conv)})
+            ttft, answer, usage = _turn(client, url, eos, history)
+            history.append({"role": "assistant", "content": answer})
+            seen.append((usage["prompt_tokens"], usage["prompt_tokens_details"]["cached_tokens"], ttft))
+    return seen
+
+
+def cache(model_dir: Path, logs: Path, eos: int, args: argparse.Namespace) -> str:
+    lines = ["| prompt cache | turn | prompt tokens | cached tokens | TTFT s |", "|---|---:|---:|---:|---:|"]
+    for label, size in (("on", None), ("off", "0")):
+        port = _free_port()
+        env = _clean_env(preload=False) | ({"DDX_LLM__PROMPT_CACHE_BYTES": size} if size else {})
+        argv = [sys.executable, "-m", "ddx_omni.cli", "serve", "--real", "--model", str(model_dir), "--port",
+                str(port), "--log-level", "warning"]
+        with _process(argv, f"http://127.0.0.1:{port}/health",
+                      lambda r: r.json()["components"]["llm"]["state"] == "ready", logs / f"cache_{label}.log", env):
+            url = f"http://127.0.0.1:{port}"
+            with ThreadPoolExecutor(5) as pool:
+                results = list(pool.map(_conversation, [url] * 5, [eos] * 5, range(5), [10] * 5))
+        for turn, (prompt, cached, ttft) in enumerate(results[0]):
+            if turn in (0, 1, 4, 9):
+                lines.append(f"| {label} | {turn + 1} | {prompt} | {cached} | {ttft:.2f} |")
+            print(f"cache {label} turn {turn + 1}: prompt {prompt}, cached {cached}, TTFT {ttft:.2f} s", flush=True)
+    lines += ["", "Conversation 0 of 5 running at once, 10 turns each, 16 tokens per answer; one run each."]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", choices=["concurrency", "bf16", "both"], default="both")
+    parser.add_argument("--scenario", choices=["concurrency", "bf16", "cache", "both"], default="both")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--streams", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=32)
@@ -230,6 +286,8 @@ def main() -> None:
         tables.append(concurrency(model_dir, logs, eos, args))
     if args.scenario in ("bf16", "both"):
         tables.append(bf16(model_dir, logs, eos, args))
+    if args.scenario == "cache":
+        tables.append(cache(model_dir, logs, eos, args))
     print("\n\n".join(tables))
 
 

@@ -15,8 +15,7 @@ from .core import health, metrics
 from .core.auth import require_api_key, warn_if_open
 from .core.errors import install_error_handlers
 from .core.health import Component
-from .core.limits import BodySizeLimitMiddleware
-from .core.request_id import RequestIdMiddleware
+from .core.gateway import GatewayMiddleware, HttpMetrics
 from .core.settings import Settings, load_settings
 from .llm import router as llm_router
 from .llm import service as llm_service
@@ -66,13 +65,13 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
     for name, component in app.state.components.items():
         setattr(app.state, name, component)
 
-    install_error_handlers(app)  # adds the catch-all middleware first, so it is the innermost
-    # Outermost last: request id wraps everything so that even a 413 or a CORS preflight carries it.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.server.max_body_bytes)
-    app.add_middleware(metrics.HttpMetricsMiddleware)
+    install_error_handlers(app)
+    # Outermost last: the gateway layer wraps everything, so that even a 413 or a CORS preflight carries the id.
     app.add_middleware(CORSMiddleware, allow_origins=settings.server.cors_origins, allow_credentials=True,
                        allow_methods=["*"], allow_headers=["*"], expose_headers=[settings.server.request_id_header])
-    app.add_middleware(RequestIdMiddleware, header=settings.server.request_id_header)
+    app.add_middleware(GatewayMiddleware, header=settings.server.request_id_header,
+                       max_bytes=settings.server.max_body_bytes, metrics=HttpMetrics(
+                           metrics.HTTP_REQUESTS, metrics.HTTP_LATENCY, metrics.HTTP_IN_FLIGHT))
 
     protected = [Depends(require_api_key)]
     app.include_router(health.router)

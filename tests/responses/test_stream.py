@@ -7,6 +7,7 @@ import sqlite3
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from ddx_omni.llm.engine import ChatParams, ToolCall
@@ -90,6 +91,14 @@ def test_failure_mid_stream_is_an_error_event_then_failed(serve: Any) -> None:
     assert final["output"][0]["content"][0]["text"] == "Echo: many" and final["output"][0]["status"] == "incomplete"
     stored = httpx.get(f"{url}/v1/responses/{final['id']}", timeout=30).json()
     assert stored["status"] == "failed"
+
+
+def test_openai_sdk_reads_the_error_event_and_the_failed_response(serve: Any) -> None:
+    client = openai.OpenAI(base_url=f"{serve(ScriptedEngine(fail_after=2))}/v1", api_key="x", max_retries=0)
+    events = list(client.responses.create(model="m", input="many words to say here", stream=True))
+    error, failed = events[-2:]
+    assert error.type == "error" and error.code == "server_error" and "RuntimeError" in error.message
+    assert failed.type == "response.failed" and failed.response.error.code == "server_error"
 
 
 def test_client_leaving_stops_generation_and_saves_what_was_made(serve: Any) -> None:

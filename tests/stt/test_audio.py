@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ddx_omni.stt.audio import UnsupportedAudio, decode_all, make_decoder, sniff_container
+from ddx_omni.stt.audio import UnsupportedAudio, make_decoder, sniff_container
 
 from .conftest import AUDIO, audioop, fixture_pcm
+
+
+def decode_all(data: bytes, encoding: str | None, sample_rate: int | None, channels: int) -> np.ndarray:
+    """A whole file through one incremental decoder, as the pre-recorded route feeds it."""
+    decoder = make_decoder(encoding, sample_rate, channels)
+    return np.concatenate([decoder.feed(data), decoder.flush()])
 
 
 @pytest.fixture(scope="module")

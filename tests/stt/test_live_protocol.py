@@ -232,6 +232,17 @@ async def test_listen_and_prefixed_paths_serve_the_same_protocol(sphinx_server, 
     assert session.close_code == 1000 and "garden" in session.transcript.lower()
 
 
+async def test_frames_carry_the_request_id_of_the_upgrade_and_the_logs(sphinx_server) -> None:
+    base = sphinx_server()
+    session = await run_session(ws_url(base), frames_of(fixture_pcm("garden")) + [CLOSE],
+                                headers=[("X-Request-ID", "trace-ws-42")])
+    assert session.close_code == 1000
+    assert {f["request_id"] for f in session.of_type("Metadata")} == {"trace-ws-42"}
+    assert {f["metadata"]["request_id"] for f in session.of_type("Results")} == {"trace-ws-42"}
+    r = httpx.post(f"{base}/v1/listen", content=(AUDIO / "garden.wav").read_bytes(), timeout=60)
+    assert r.status_code == 200 and r.json()["metadata"]["request_id"] == r.headers["x-request-id"]
+
+
 async def test_health_and_metrics_stay_responsive_while_sessions_stream(sphinx_server) -> None:
     base = sphinx_server()
     pcm = fixture_pcm("pizza")
@@ -259,9 +270,14 @@ async def test_health_and_metrics_stay_responsive_while_sessions_stream(sphinx_s
 
 
 async def test_server_stop_closes_live_sessions_with_1001(server_factory, make_settings) -> None:
-    from ddx_omni.stt.service import create_service
+    from ddx_omni.stt.service import SttService
 
-    service = create_service(make_settings({"stt.engine": "sphinx"}))
+    class LoopKeepingService(SttService):  # the test stops it from its own thread, on the server's loop
+        async def start(self) -> None:
+            self.loop = asyncio.get_running_loop()
+            await super().start()
+
+    service = LoopKeepingService(make_settings({"stt.engine": "sphinx"}).stt)
     base = server_factory({"stt.engine": "sphinx"}, components={"stt": service})
     await asyncio.to_thread(lambda: wait_for(lambda: stt_health(base)["state"] == "ready", timeout=60))
     pcm = fixture_pcm("garden")

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import Receive, Scope, Send
-
-from .asgi import HttpMiddleware, StatusWatch
-
-log = logging.getLogger("ddx_omni.errors")
 
 # Paths whose clients are the OpenAI SDKs: they read `error.message` / `error.code`.
 OPENAI_PREFIXES = ("/v1/chat", "/v1/models", "/v1/responses", "/v1/conversations", "/v1/completions")
@@ -69,10 +63,6 @@ class NotFound(ApiError):
     status, code = 404, "not_found"
 
 
-class PayloadTooLarge(ApiError):
-    status, code = 413, "payload_too_large"
-
-
 def error_body(path: str, status: int, code: str, message: str, detail: Any = None,
                param: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"code": code, "message": message}
@@ -119,27 +109,7 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
                         status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
-class UnhandledErrorMiddleware(HttpMiddleware):
-    """Answers any exception a route let through with a 500 envelope — never a trace.
-
-    It sits inside the request-id middleware (Starlette's own catch-all is outside every middleware),
-    so the log line and the response both carry the request's id.
-    """
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        watch = StatusWatch(send)
-        try:
-            await self.app(scope, receive, watch)
-        except Exception:
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            if watch.status is None:  # a stream that already started can only be cut short
-                response = JSONResponse(error_body(scope["path"], 500, "llm_error", "Internal server error"),
-                                        status_code=500)
-                await response(scope, receive, send)
-
-
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
-    app.add_middleware(UnhandledErrorMiddleware)

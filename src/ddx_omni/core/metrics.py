@@ -1,15 +1,10 @@
-"""One Prometheus registry for the whole service, the HTTP metrics middleware, and the /metrics route."""
+"""One Prometheus registry for the whole service, its metrics, and the /metrics route."""
 
 from __future__ import annotations
-
-import time
 
 from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from starlette.types import Receive, Scope, Send
-
-from .asgi import HttpMiddleware, StatusWatch
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -41,23 +36,6 @@ STT_FINAL_LATENCY = Histogram("ddx_stt_final_latency_seconds", "Endpoint or Clos
                               ["engine"], registry=REGISTRY, buckets=(.01, .05, .1, .25, .5, 1, 2, 5))
 
 RESPONSES_STORED = Counter("ddx_responses_stored_total", "Responses persisted", ["status"], registry=REGISTRY)
-
-
-class HttpMetricsMiddleware(HttpMiddleware):
-    """Counts by route template (never the raw path: ids would explode the label set)."""
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        start = time.perf_counter()
-        watch = StatusWatch(send)
-        HTTP_IN_FLIGHT.inc()
-        try:
-            await self.app(scope, receive, watch)
-        finally:
-            HTTP_IN_FLIGHT.dec()
-            route = scope.get("route")
-            labels = (scope["method"], getattr(route, "path", "<unmatched>"), str(watch.status or 500))
-            HTTP_REQUESTS.labels(*labels).inc()
-            HTTP_LATENCY.labels(*labels).observe(time.perf_counter() - start)
 
 
 router = APIRouter(tags=["operations"])

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "DDX_"
@@ -85,6 +85,13 @@ class ModelEntry(ModelExtras):
 
     id: str
     path: str | None = None  # hub repo or local directory; defaults to `id`
+    # an upstream OpenAI-compatible server (`http://host:port/v1`) answers for this id instead of a local model;
+    # several URLs are balanced by least outstanding requests, with failover
+    url: list[str] = []
+    api_key: SecretStr | None = None  # sent to the upstream only, never shown
+    upstream_model: str | None = None  # the model name the upstream knows, when not `id`
+
+    _csv = field_validator("url", mode="before")(_split_csv)
 
 
 DEFAULT_MODEL = "mlx-community/Qwen3-4B-Instruct-2507-4bit"
@@ -158,6 +165,9 @@ class LlmSettings(_Section):
     max_batch_size: int = Field(8, ge=1)  # concurrent generations decoded together in one batch (1 = one at a time)
     prompt_cache_bytes: int = Field(1 << 30, ge=0)  # KV prefixes kept for later turns (LRU, longest prefix); 0 = off
     idle_unload_s: float = Field(0.0, ge=0)  # unload a model nobody used for this long (0 = never); reloaded on use
+    upstream_connect_timeout_s: float = Field(5.0, gt=0)  # an upstream that does not connect this fast is skipped
+    upstream_read_timeout_s: float = Field(600.0, gt=0)  # longest silence between two chunks of an upstream answer
+    upstream_breaker_s: float = Field(30.0, ge=0)  # a failed upstream URL gets no requests for this long
     mock_script: Path | None = None  # mock mode answers by these rules (JSON or TOML), else the canned call
 
     @field_validator("mock_script")
@@ -212,9 +222,6 @@ class Settings(BaseSettings):
                                    **_: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
         # load_settings merges the layers itself (to know where each value came from).
         return (init_settings,)
-
-
-SECTIONS = tuple(Settings.model_fields)
 
 
 class SettingsError(Exception):

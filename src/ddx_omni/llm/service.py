@@ -7,6 +7,8 @@ import logging
 import time
 from typing import Any
 
+import httpx
+
 from ..core.errors import ModelNotFound, ModelUnavailable
 from ..core.settings import ModelEntry, Settings, load_mock_script
 from .compute import process_compute
@@ -14,6 +16,7 @@ from .engine import ChatEngine
 from .mlx_engine import EngineOptions, MlxEngine
 from .mock import MockEngine
 from .registry import build_registry, resolve
+from .upstream import UpstreamEngine
 
 log = logging.getLogger("ddx_omni.llm")
 
@@ -37,6 +40,10 @@ class LlmService:
         self._load_started = time.monotonic()
         self._compute: dict[str, Any] | None = None  # the process's MLX device and BLAS, once real mode starts
         self._idle_task: asyncio.Task[Any] | None = None
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(settings.llm.upstream_read_timeout_s,
+                                                             connect=settings.llm.upstream_connect_timeout_s))
+        self.upstreams = {entry.id: UpstreamEngine(entry, settings.llm, self._http)
+                          for entry in self.registry.values() if entry.url}
         script = settings.llm.mock_script
         self._mock_rules = load_mock_script(script) if script is not None and not self.real else []
 
@@ -45,7 +52,8 @@ class LlmService:
         return "real" if self.real else "mock"
 
     async def start(self) -> None:
-        if not self.real:
+        if not self.real or self.model_id in self.upstreams:  # nothing to load here
+            self.model_state, self.last_load_ms = "ready", 0
             self._settled.set()
             return
         self._compute = await asyncio.to_thread(process_compute)  # imports MLX: off the loop
@@ -57,6 +65,7 @@ class LlmService:
             self._idle_task = asyncio.create_task(self._unload_when_idle(self.settings.llm.idle_unload_s))
 
     async def stop(self) -> None:
+        await self._http.aclose()
         for task in (self._load_task, self._idle_task):
             if task is not None and not task.done():
                 task.cancel()
@@ -70,8 +79,10 @@ class LlmService:
         state = {"ready": "ready", "loading": "loading", "unloaded": "ready"}.get(self.model_state, "failed")
         elapsed = (self.last_load_ms if self.model_state != "loading"
                    else int((time.monotonic() - self._load_started) * 1000))
-        script = {"mock_script": str(self.settings.llm.mock_script)} if self._mock_rules else {}
-        return {"state": state, "mode": self.mode, **script, "model": self.model_id, "model_state": self.model_state,
+        extra: dict[str, Any] = {"mock_script": str(self.settings.llm.mock_script)} if self._mock_rules else {}
+        if self.upstreams:
+            extra["upstreams"] = {model: engine.health() for model, engine in self.upstreams.items()}
+        return {"state": state, "mode": self.mode, **extra, "model": self.model_id, "model_state": self.model_state,
                 "model_load_elapsed_ms": elapsed, "model_error": self.model_error, "compute": self._compute_health()}
 
     def _compute_health(self) -> dict[str, Any] | None:
@@ -90,17 +101,16 @@ class LlmService:
         return not self.real or (self._engine is not None and self.model_state == "ready")
 
     async def engine(self, model_id: str | None = None) -> ChatEngine:
+        entry = resolve(self.registry, model_id or self.model_id)
+        if entry is not None and entry.id in self.upstreams:  # served elsewhere, in either mode
+            return self.upstreams[entry.id]
         if not self.real:
             return MockEngine(model_id or self.model_id, self._mock_rules)
         # Any registered id is answered by the loaded model (the response's `model` says which): swapping is
         # POST /v1/models/load's job, so that clients with a hard-coded model name cannot undo an operator's swap.
         if model_id is not None:
             self._registered(model_id, param="model")
-        try:
-            await asyncio.wait_for(self._settled.wait(), timeout=self.settings.llm.load_wait_s)
-        except TimeoutError:
-            raise ModelUnavailable(f"Model {self.model_id} is still loading",
-                                   f"waited {self.settings.llm.load_wait_s:g} s; retry later") from None
+        await self._wait_settled()
         if self._engine is None and self.model_state == "unloaded":  # unloaded while idle: load it again
             await self._reload()
         if self._engine is None:
@@ -113,6 +123,10 @@ class LlmService:
             self._settled.clear()
             self.model_state = "loading"
             self._load_task = asyncio.create_task(self._swap_to(self.registry[self.model_id]))
+        await self._wait_settled()
+
+    async def _wait_settled(self) -> None:
+        """Wait (bounded by load_wait_s) until no load is in progress."""
         try:
             await asyncio.wait_for(self._settled.wait(), timeout=self.settings.llm.load_wait_s)
         except TimeoutError:

@@ -66,7 +66,9 @@ class EventLog:
         self.emit("response.function_call_arguments.done", item_id=item_id, output_index=index, arguments=arguments)
 
     def error(self, code: str, message: str, param: str | None = None) -> None:
-        # flat on purpose: the SDK raises on any payload with a top-level `error` key
+        # Flat, as OpenAI sends it: the openai SDK (3.52) raises APIError on any event with a top-level `error`
+        # key and never yields the `response.failed` after it; the Open Responses spec's nested form would do
+        # that (tests/responses/test_stream.py shows the SDK reading this one)
         self.emit("error", code=code, message=message, param=param)
 
 

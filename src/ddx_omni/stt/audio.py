@@ -18,7 +18,7 @@ import soxr
 
 from .schemas import CONTAINER_ENCODINGS
 
-TARGET_RATE = 16000
+SAMPLE_RATE = 16000  # what every decoder produces, and what the VAD and the engines take
 # Long enough for a slow demuxer to catch up with one frame; a stuck one is reported, not waited on forever.
 _DEMUX_WAIT_S = 5.0
 
@@ -59,7 +59,7 @@ class _Resampler:
     """Native rate mono → 16 kHz, keeping soxr's filter state across chunks."""
 
     def __init__(self, rate: int) -> None:
-        self._stream = None if rate == TARGET_RATE else soxr.ResampleStream(rate, TARGET_RATE, 1, dtype="float32")
+        self._stream = None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
 
     def __call__(self, mono: np.ndarray, last: bool = False) -> np.ndarray:
         if self._stream is None:
@@ -245,15 +245,10 @@ class SniffingDecoder:
 
 def make_decoder(encoding: str | None, sample_rate: int | None, channels: int) -> AudioDecoder:
     """The decoder for a session's `encoding` (already checked against SUPPORTED_ENCODINGS)."""
-    rate = sample_rate or TARGET_RATE
+    rate = sample_rate or SAMPLE_RATE
     if encoding is None:
         return SniffingDecoder(rate, channels)
     if encoding in CONTAINER_ENCODINGS:
         return ContainerDecoder(CONTAINER_ENCODINGS[encoding])
     return RawDecoder(encoding, rate, channels)
 
-
-def decode_all(data: bytes, encoding: str | None, sample_rate: int | None, channels: int) -> np.ndarray:
-    """A whole file (pre-recorded route) → 16 kHz mono float32."""
-    decoder = make_decoder(encoding, sample_rate, channels)
-    return np.concatenate([decoder.feed(data), decoder.flush()])

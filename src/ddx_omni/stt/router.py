@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-
 from fastapi import APIRouter, Request, WebSocket
 
 from ..core.auth import authenticate_websocket
-from ..core.errors import ApiError, ModelUnavailable
-from .audio import UnsupportedAudio
+from ..core.errors import ApiError
 from .schemas import PrerecordedResponse
 from .service import SttService
-from .session import ENGINE_WAIT_S, SessionRefused, check_language, parse_options, serve_live
-from .transcriber import transcribe_file
+from .session import serve_live
 
 http_router = APIRouter(tags=["speech"])
 ws_router = APIRouter()
@@ -39,28 +34,11 @@ for path in ("/v1/listen/dg", "/v1/listen", "/{prefix:path}/v1/listen"):
 @http_router.post("/{prefix:path}/v1/listen", response_model=PrerecordedResponse, response_model_exclude_none=True,
                   include_in_schema=False)  # SDK v5+ `environment.base` with a path prefix
 async def listen_prerecorded(request: Request) -> PrerecordedResponse:
-    service: SttService = request.app.state.stt
     if request.headers.get("content-type", "").startswith("application/json"):
         raise ApiError("URL sources are not supported", "send the audio bytes as the request body",
                        status=400, code="unsupported_source")
-    try:
-        options = parse_options(dict(request.query_params), service.settings)
-    except SessionRefused as refused:
-        raise ApiError(refused.reason, status=400, code="bad_request") from None
     audio = await request.body()
     if not audio:
         raise ApiError("Empty request body", "send the audio as the body", status=400, code="bad_request")
-    engine = await service.wait_ready(ENGINE_WAIT_S)
-    if engine is None:
-        raise ModelUnavailable(f"speech engine {service.state}", service.error)
-    try:
-        check_language(engine, options.language)
-    except SessionRefused as refused:
-        raise ApiError(refused.reason, status=400, code="bad_request") from None
-    loop = asyncio.get_running_loop()
-    try:
-        return await loop.run_in_executor(engine.executor, transcribe_file, engine, options, service.settings,
-                                          str(uuid.uuid4()), audio)
-    except UnsupportedAudio as exc:
-        raise ApiError("unsupported-data", f"the body could not be decoded: {exc}", status=400,
-                       code="unsupported_data") from None
+    service: SttService = request.app.state.stt
+    return await service.transcribe(dict(request.query_params), audio, request.state.request_id)

@@ -1,4 +1,4 @@
-"""The stt component: loads the engine off the loop at start, counts live sessions, closes them on stop."""
+"""The stt component: loads the engine off the loop at start, transcribes whole files, counts live sessions."""
 
 from __future__ import annotations
 
@@ -6,13 +6,39 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
+from ..core.errors import ApiError, ModelUnavailable
 from ..core.settings import Settings, SttSettings
+from .audio import UnsupportedAudio
 from .engines import AsrEngine, load_engine
+from .options import ListenRefused, check_language, parse_options
+from .schemas import PrerecordedResponse
+from .transcriber import transcribe_file
+
+ENGINE_WAIT_S = 30.0  # a request arriving while the engine loads waits this long before 503 / close 1011
 
 log = logging.getLogger("ddx_omni.stt")
 
 
 class LiveSession(Protocol):
+    async def transcribe(self, query: dict[str, str], audio: bytes, request_id: str) -> PrerecordedResponse:
+        """A whole file → Deepgram's pre-recorded JSON, decoded and transcribed on the engine's executor.
+        Bad options or audio raise ApiError 400 (the live protocol's reason as the message)."""
+        try:
+            options = parse_options(query, self.settings)
+            engine = await self.wait_ready(ENGINE_WAIT_S)
+            if engine is None:
+                raise ModelUnavailable(f"speech engine {self.state}", self.error)
+            check_language(engine, options.language)
+        except ListenRefused as refused:
+            raise ApiError(refused.reason, status=400, code="bad_request") from None
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(engine.executor, transcribe_file, engine, options, self.settings,
+                                              request_id, audio)
+        except UnsupportedAudio as exc:
+            raise ApiError("unsupported-data", f"the body could not be decoded: {exc}", status=400,
+                           code="unsupported_data") from None
+
     async def going_away(self) -> None: ...
 
 
@@ -25,7 +51,6 @@ class SttService:
         self.error: str | None = None
         self.sessions: set[LiveSession] = set()
         self._load: asyncio.Task[None] | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None  # the server's loop (to stop it from another thread)
 
     @property
     def state(self) -> str:
@@ -35,7 +60,6 @@ class SttService:
 
     async def start(self) -> None:
         # Loading parakeet weights takes seconds: the server answers (health says "loading") meanwhile.
-        self.loop = asyncio.get_running_loop()
         self._load = asyncio.create_task(self._load_engine())
 
     async def _load_engine(self) -> None:
@@ -50,6 +74,25 @@ class SttService:
         if self._load is not None and not self._load.done():
             await asyncio.wait({self._load}, timeout=timeout)
         return self.engine
+
+    async def transcribe(self, query: dict[str, str], audio: bytes, request_id: str) -> PrerecordedResponse:
+        """A whole file → Deepgram's pre-recorded JSON, decoded and transcribed on the engine's executor.
+        Bad options or audio raise ApiError 400 (the live protocol's reason as the message)."""
+        try:
+            options = parse_options(query, self.settings)
+            engine = await self.wait_ready(ENGINE_WAIT_S)
+            if engine is None:
+                raise ModelUnavailable(f"speech engine {self.state}", self.error)
+            check_language(engine, options.language)
+        except ListenRefused as refused:
+            raise ApiError(refused.reason, status=400, code="bad_request") from None
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(engine.executor, transcribe_file, engine, options, self.settings,
+                                              request_id, audio)
+        except UnsupportedAudio as exc:
+            raise ApiError("unsupported-data", f"the body could not be decoded: {exc}", status=400,
+                           code="unsupported_data") from None
 
     async def going_away(self) -> None:
         """Called by `serve` on SIGTERM before uvicorn closes every socket (with 1012): end live sessions with 1001."""

@@ -19,50 +19,20 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ..core.metrics import STT_AUDIO_SECONDS, STT_FINAL_LATENCY, STT_SESSIONS, STT_SESSIONS_ACTIVE
-from ..core.settings import SttSettings
 from .audio import UnsupportedAudio
 from .engines import AsrEngine
-from .schemas import SUPPORTED_ENCODINGS, Control, Frame, ListenOptions, Results
-from .service import SttService
+from .options import ListenRefused, check_language, parse_options
+from .schemas import Control, Frame, ListenOptions, Results
+from .service import ENGINE_WAIT_S, SttService
 from .transcriber import Transcriber
 
 log = logging.getLogger("ddx_omni.stt.session")
 
-ENGINE_WAIT_S = 30.0  # a session opened while the engine loads waits this long before 1011
 # Frames waiting for the worker (~16 s of 64 ms frames): a client sending faster than the engine decodes is
 # slowed down by TCP backpressure instead of growing the server's memory.
 QUEUE_FRAMES = 256
 
 Item = tuple[Literal["audio", "finalize", "configure", "close"], Any, float]
-
-
-class SessionRefused(Exception):
-    """Closes the socket right after accept, with a Deepgram-style code and reason."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code, self.reason = code, reason
-
-
-def parse_options(query: dict[str, str], settings: SttSettings) -> ListenOptions:
-    """Query → options, enforcing encodings and caps. Language is checked against the engine later."""
-    try:
-        options = ListenOptions.model_validate(query)
-    except ValidationError as exc:
-        fields = ",".join(str(err["loc"][0]) for err in exc.errors() if err["loc"])
-        raise SessionRefused(1008, f"DATA-0000 invalid query parameter: {fields}"[:120]) from None
-    if options.encoding is not None and options.encoding not in SUPPORTED_ENCODINGS:
-        raise SessionRefused(1003, f"unsupported-encoding: {options.encoding}"[:120])
-    if options.channels > settings.audio_max_channels:
-        raise SessionRefused(1008, "channels-too-many")
-    if options.sample_rate is not None and options.sample_rate > settings.audio_max_sample_rate:
-        raise SessionRefused(1008, "sample-rate-too-high")
-    return options
-
-
-def check_language(engine: AsrEngine, language: str) -> None:
-    if not engine.supports_language(language):
-        raise SessionRefused(1003, f"unsupported-language: {language} (engine {engine.name})"[:120])
 
 
 class Session:
@@ -71,7 +41,8 @@ class Session:
         self.service = service
         self.engine = engine
         self.options = options
-        self.request_id = str(uuid.uuid4())
+        # the id of the upgrade request (core.gateway): frames and log lines of one session share it
+        self.request_id: str = websocket.scope.get("state", {}).get("request_id") or str(uuid.uuid4())
         self.close_code: int | None = None
         self._queue: asyncio.Queue[Item] = asyncio.Queue(QUEUE_FRAMES)
         self._transcriber: Transcriber | None = None
@@ -224,13 +195,13 @@ async def serve_live(websocket: WebSocket, service: SttService) -> None:
     try:
         options = parse_options(dict(websocket.query_params), settings)
         if len(service.sessions) >= settings.max_sessions:
-            raise SessionRefused(1013, "too-many-sessions")
+            raise ListenRefused(1013, "too-many-sessions")
         engine = await service.wait_ready(ENGINE_WAIT_S)
         if engine is None:
-            raise SessionRefused(1011, f"engine-unavailable: {service.state}")
+            raise ListenRefused(1011, f"engine-unavailable: {service.state}")
         check_language(engine, options.language)
-    except SessionRefused as refused:
-        await websocket.close(refused.code, refused.reason)
-        STT_SESSIONS.labels(service.settings.engine, str(refused.code)).inc()
+    except ListenRefused as refused:
+        await websocket.close(refused.close_code, refused.reason)
+        STT_SESSIONS.labels(service.settings.engine, str(refused.close_code)).inc()
         return
     await Session(websocket, service, engine, options).run()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.settings import SttSettings
-from .audio import make_decoder
+from .audio import SAMPLE_RATE, make_decoder
 from .engines import AsrEngine, RecognizedWord
 from .schemas import (
     CONFIGURABLE,
@@ -41,8 +41,7 @@ from .schemas import (
 )
 from .vad import Vad
 
-RATE = 16000
-STEP = RATE // 10  # 100 ms
+STEP = SAMPLE_RATE // 10  # 100 ms
 _STRIP = ".,!?;:\"()[]{}…¿¡"
 
 
@@ -60,7 +59,7 @@ class EngineIdentity:
 
 
 def _seconds(samples: int) -> float:
-    return round(samples / RATE, 7)
+    return round(samples / SAMPLE_RATE, 7)
 
 
 def wire_words(words: list[RecognizedWord], offset: float, limit: float, options: ListenOptions) -> list[Word]:
@@ -101,7 +100,7 @@ class Transcriber:
         self.identity = EngineIdentity.of(engine)
         self._settings = settings
         self._decoder = make_decoder(options.encoding, options.sample_rate, options.channels)
-        self._stream = engine.open_stream(options.language, interim=options.interim_results)
+        self._stream = engine.open_stream(options.language)
         silence = None if options.endpointing is False else max(options.endpointing, settings.min_endpointing_ms)
         self._vad = Vad(silence)
         self._sha = hashlib.sha256()
@@ -168,10 +167,10 @@ class Transcriber:
                 frames.append(SpeechStarted(channel=[0], timestamp=round(event.time, 4)))
             elif event.kind == "end":
                 frames.append(self._final(speech_final=True, from_finalize=False))
-        if self._samples - self._segment_start >= self._settings.max_segment_s * RATE:
+        if self._samples - self._segment_start >= self._settings.max_segment_s * SAMPLE_RATE:
             frames.append(self._final(speech_final=False, from_finalize=False))
         elif (self.options.interim_results and self._vad.in_speech
-              and self._samples - self._last_interim >= self._settings.interim_interval_s * RATE):
+              and self._samples - self._last_interim >= self._settings.interim_interval_s * SAMPLE_RATE):
             frames.append(self._interim())
         frames.extend(self._utterance_end())
         return frames
@@ -180,7 +179,7 @@ class Transcriber:
         gap_ms = self.options.utterance_end_ms
         if gap_ms is None or self._last_word_end is None or self._vad.in_speech:
             return []
-        if (self._samples / RATE - max(self._last_word_end, self._vad.last_voiced_end)) * 1000 < gap_ms:
+        if (self._samples / SAMPLE_RATE - max(self._last_word_end, self._vad.last_voiced_end)) * 1000 < gap_ms:
             return []
         frame = UtteranceEnd(channel=self._channel_index, last_word_end=round(self._last_word_end, 4))
         self._last_word_end = None

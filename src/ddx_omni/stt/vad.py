@@ -12,8 +12,9 @@ from typing import Literal
 import numpy as np
 import webrtcvad
 
-RATE = 16000
-FRAME = RATE * 30 // 1000  # samples per 30 ms frame
+from .audio import SAMPLE_RATE
+
+FRAME = SAMPLE_RATE * 30 // 1000  # samples per 30 ms frame
 START_FRAMES = 3  # 90 ms of voiced frames
 AGGRESSIVENESS = 2  # 0 (lenient) … 3 (strict): 2 rejects steady background noise without clipping words
 
@@ -42,21 +43,21 @@ class Vad:
         events: list[VadEvent] = []
         while len(self._pending) >= FRAME:
             frame, self._pending = self._pending[:FRAME], self._pending[FRAME:]
-            event = self._step(self._vad.is_speech(frame.tobytes(), RATE))
+            event = self._step(self._vad.is_speech(frame.tobytes(), SAMPLE_RATE))
             if event is not None:
                 events.append(event)
         return events
 
     def _step(self, voiced: bool) -> VadEvent | None:
-        start = self._frame_index * FRAME / RATE
+        start = self._frame_index * FRAME / SAMPLE_RATE
         self._frame_index += 1
         if voiced:
             self._voiced_run += 1
             self._unvoiced_run = 0
-            self.last_voiced_end = start + FRAME / RATE
+            self.last_voiced_end = start + FRAME / SAMPLE_RATE
             if not self.in_speech and self._voiced_run >= START_FRAMES:
                 self.in_speech = True
-                return VadEvent("start", start - (START_FRAMES - 1) * FRAME / RATE)
+                return VadEvent("start", start - (START_FRAMES - 1) * FRAME / SAMPLE_RATE)
             return None
         self._voiced_run = 0
         self._unvoiced_run += 1

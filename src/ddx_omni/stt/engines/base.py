@@ -8,7 +8,9 @@ from typing import Protocol
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from ..audio import SAMPLE_RATE
+
+__all__ = ["SAMPLE_RATE"]  # the engines' input rate, re-exported for them
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class AsrEngine(Protocol):
 
     def supports_language(self, language: str) -> bool: ...
 
-    def open_stream(self, language: str, interim: bool) -> AsrStream: ...
+    def open_stream(self, language: str) -> AsrStream: ...
 
     def close(self) -> None: ...
 

@@ -186,7 +186,7 @@ class ParakeetEngine:
     def supports_language(self, language: str) -> bool:
         return base_language(language) in LANGUAGES
 
-    def open_stream(self, language: str, interim: bool) -> ParakeetStream:
+    def open_stream(self, language: str) -> ParakeetStream:
         return ParakeetStream(self)
 
     def close(self) -> None:

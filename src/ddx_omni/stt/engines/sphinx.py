@@ -34,11 +34,11 @@ from .base import SAMPLE_RATE, RecognizedWord, base_language
 FRAMES_PER_SECOND = 100
 _NOT_WORDS = re.compile(r"^(<.*>|\[.*\]|\+\+.*\+\+)$")
 _ALTERNATE = re.compile(r"\(\d+\)$")
-# Quiet noise after a segment: the search only commits the last word once it sees silence after it, and an
-# endpoint cuts the segment ~0.3 s into the pause. (Digital zeros would upset the energy features.)
 # Audio (incl. leading silence) whose whole decode gives a CMN as good as the full segment's (measured on the
 # fixtures: 1 s is not enough, 2 s is).
 SEED_BYTES = 2 * SAMPLE_RATE * 2
+# Quiet noise after a segment: the search only commits the last word once it sees silence after it, and an
+# endpoint cuts the segment ~0.3 s into the pause. (Digital zeros would upset the energy features.)
 _TAIL = (np.random.default_rng(0).normal(0, 8, SAMPLE_RATE * 3 // 10)).astype("<i2").tobytes()
 
 
@@ -144,7 +144,7 @@ class SphinxStream:
         self._live: pocketsphinx.Decoder | None = decoders.take()
         self._started = False
         self._cold: list[bytes] | None = []  # the segment's audio, kept until the CMN is seeded
-        self._seed: Future[tuple[list[RecognizedWord], str]] | None = None  # whole-decode of the first SEED_S
+        self._seed: Future[tuple[list[RecognizedWord], str]] | None = None  # whole-decode of the first SEED_BYTES
         self._seed_at = SEED_BYTES  # cold audio needed before (another) seed decode
 
     def accept(self, samples: np.ndarray) -> None:
@@ -229,7 +229,7 @@ class SphinxEngine:
     def supports_language(self, language: str) -> bool:
         return base_language(language) == "en"
 
-    def open_stream(self, language: str, interim: bool) -> SphinxStream:
+    def open_stream(self, language: str) -> SphinxStream:
         return SphinxStream(self._processes, self._decoders)
 
     def close(self) -> None:

@@ -511,8 +511,6 @@
       setSttStatus('Speech started at ' + Number(frame.timestamp).toFixed(2) + ' s');
     } else if (frame.type === 'UtteranceEnd') {
       setSttStatus('Utterance ended at ' + Number(frame.last_word_end).toFixed(2) + ' s');
-    } else if (frame.type === 'Error' || frame.err_code) {
-      showError('stt-error', new ApiFailure(0, frame.err_code || 'stt_error', frame.err_msg || frame.description || JSON.stringify(frame)));
     }
   }
 
