@@ -246,6 +246,8 @@ def _conversation(url: str, eos: int, conv: int, turns: int) -> list[tuple[int, 
             ttft, answer, usage = _turn(client, url, eos, history)
             history.append({"role": "assistant", "content": answer})
             seen.append((usage["prompt_tokens"], usage["prompt_tokens_details"]["cached_tokens"], ttft))
+            print(f"  conversation {conv} turn {turn + 1}: prompt {seen[-1][0]}, cached {seen[-1][1]}, "
+                  f"TTFT {ttft:.2f} s", flush=True)
     return seen
 
 
@@ -260,12 +262,12 @@ def cache(model_dir: Path, logs: Path, eos: int, args: argparse.Namespace) -> st
                       lambda r: r.json()["components"]["llm"]["state"] == "ready", logs / f"cache_{label}.log", env):
             url = f"http://127.0.0.1:{port}"
             with ThreadPoolExecutor(5) as pool:
-                results = list(pool.map(_conversation, [url] * 5, [eos] * 5, range(5), [10] * 5))
+                results = list(pool.map(_conversation, [url] * 5, [eos] * 5, range(5), [args.turns] * 5))
         for turn, (prompt, cached, ttft) in enumerate(results[0]):
-            if turn in (0, 1, 4, 9):
+            if turn in (0, 1, args.turns // 2 - 1, args.turns - 1):
                 lines.append(f"| {label} | {turn + 1} | {prompt} | {cached} | {ttft:.2f} |")
             print(f"cache {label} turn {turn + 1}: prompt {prompt}, cached {cached}, TTFT {ttft:.2f} s", flush=True)
-    lines += ["", "Conversation 0 of 5 running at once, 10 turns each, 16 tokens per answer; one run each."]
+    lines += ["", f"Conversation 0 of 5 running at once, {args.turns} turns each, 16 tokens per answer; one run each."]
     return "\n".join(lines)
 
 
@@ -275,6 +277,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--streams", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--turns", type=int, default=10, help="turns per conversation (scenario cache)")
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_DIR)
     args = parser.parse_args()
     model_dir = _ensure_model(args.model_dir.expanduser())

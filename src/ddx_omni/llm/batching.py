@@ -105,16 +105,16 @@ class Scheduler:
         from .mlx_engine import Decoded
 
         engine = self._engine
-        try:
+        try:  # a failure here is this request's alone: it is not in the batch yet
             prep = engine.prepare(job.params)
+            cache, reused = engine.prompt_cache.lookup(prep.prompt)
+            (uid,) = self._batch().insert([prep.prompt[reused:]], max_tokens=[prep.max_tokens], caches=[cache],
+                                          all_tokens=[prep.prompt[:reused]], samplers=[prep.sampler],
+                                          logits_processors=[prep.processors])
         except Exception as exc:
             engine.fail(job, exc)
             engine.end(job)
             return
-        cache, reused = engine.prompt_cache.lookup(prep.prompt)
-        (uid,) = self._batch().insert([prep.prompt[reused:]], max_tokens=[prep.max_tokens], caches=[cache],
-                                      all_tokens=[prep.prompt[:reused]], samplers=[prep.sampler],
-                                      logits_processors=[prep.processors])
         self._members[uid] = _Member(job, prep, reused, engine.tokenizer.detokenizer, Decoded(seen=[]))
         self.batched += 1
 
