@@ -25,7 +25,8 @@ def build_settings(tmp_path: Path, overrides: dict[str, Any] | None = None) -> S
     """Defaults + dotted overrides, with the database under tmp_path; ignores ./config.toml and the env."""
     empty = tmp_path / "empty.toml"
     empty.write_text("")
-    base = {"responses.db_path": str(tmp_path / "responses.db")}
+    base = {"responses.db_path": str(tmp_path / "responses.db"),
+            "code_interpreter.data_dir": str(tmp_path / "containers")}
     return load_settings(empty, {**base, **(overrides or {})}, environ={})
 
 

@@ -11,29 +11,58 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
+from .containers import router as containers_router
+from .containers import service as containers_service
+from .containers.service import ContainersService
+from .anthropic import router as anthropic_router
+from .anthropic import service as anthropic_service
 from .core import health, metrics
 from .core.auth import require_api_key, warn_if_open
 from .core.errors import install_error_handlers
-from .core.health import Component
 from .core.gateway import GatewayMiddleware, HttpMetrics
+from .core.health import Component
 from .core.settings import Settings, load_settings
+from .llm import completions as completions_router
 from .llm import router as llm_router
 from .llm import service as llm_service
 from .responses import router as responses_router
 from .responses import service as responses_service
 from .stt import router as stt_router
 from .stt import service as stt_service
+from .stt import transcriptions as transcriptions_router
+from .tools import web_search as web_search_tool
+from .tools.base import ToolKind
+from .tools.code_interpreter import CodeInterpreterKind
+from .tools.mcp import McpKind
 from .web import router as web_router
+from .web_search import service as web_search_service
+from .web_search.service import WebSearchService
 
 log = logging.getLogger("ddx_omni")
 
 
+def build_tools(settings: Settings, web_search: WebSearchService,
+                containers: ContainersService) -> dict[str, ToolKind]:
+    """The built-in Responses tool kinds, by the request tool `type` they serve (tools/base.py)."""
+    kinds: dict[str, ToolKind] = {}
+    kinds["mcp"] = McpKind(settings.responses)
+    kinds.update(web_search_tool.kinds(web_search))  # web_search, web_search_preview and their dated names
+    kinds["code_interpreter"] = CodeInterpreterKind(containers)
+    return kinds
+
+
 def build_components(settings: Settings) -> dict[str, Component]:
     llm = llm_service.create_service(settings)
+    web_search = web_search_service.create_service(settings)
+    containers = containers_service.create_service(settings)
+    tools = build_tools(settings, web_search, containers)
     return {
         "llm": llm,
         "stt": stt_service.create_service(settings),
-        "responses": responses_service.create_service(settings, llm),
+        # before responses: started first, stopped after the turns that may still use them
+        "web_search": web_search,
+        "code_interpreter": containers,
+        "responses": responses_service.create_service(settings, llm, tools),
     }
 
 
@@ -64,6 +93,8 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
     app.state.components = components if components is not None else build_components(settings)
     for name, component in app.state.components.items():
         setattr(app.state, name, component)
+    if "llm" in app.state.components:  # the Messages API is another wire format of the LLM component
+        app.state.anthropic = anthropic_service.create_service(settings, app.state.components["llm"])
 
     install_error_handlers(app)
     # Outermost last: the gateway layer wraps everything, so that even a 413 or a CORS preflight carries the id.
@@ -79,7 +110,12 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
     app.include_router(web_router.router)
     app.include_router(llm_router.public_router)
     app.include_router(llm_router.router, dependencies=protected)
+    app.include_router(completions_router.router, dependencies=protected)
     app.include_router(responses_router.router, dependencies=protected)
+    app.include_router(containers_router.router, dependencies=protected)
+    app.include_router(anthropic_router.public_router)
+    app.include_router(anthropic_router.router, dependencies=protected)
     app.include_router(stt_router.http_router, dependencies=protected)
+    app.include_router(transcriptions_router.router, dependencies=protected)
     app.include_router(stt_router.ws_router)  # WebSockets authenticate before accept (core.auth)
     return app

@@ -117,6 +117,21 @@ def test_responses_text_streams_in_several_deltas(sdk: openai.OpenAI) -> None:
     assert len(deltas) == 4 and "".join(deltas) == "Nice to meet you."
 
 
+def test_responses_reasoning_streams_as_a_reasoning_item(scripted_url: str) -> None:
+    from tests.responses.support import check_event_order, read_sse
+
+    events, _ = read_sse(scripted_url, {"model": MODEL, "input": [
+        {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": '{"sky": "clear"}'}]})
+    final = check_event_order(events)
+    reasoning, message = final["output"]
+    assert reasoning["type"] == "reasoning" and reasoning["id"].startswith("rs")
+    assert reasoning["content"][0]["text"] == "The tool says the sky is clear."
+    assert message["content"][0]["text"] == "It is clear in Paris, 21 degrees."
+    deltas = [e for e in events if e["type"] == "response.reasoning_text.delta"]
+    assert len(deltas) == 7 and {e["output_index"] for e in deltas} == {0}
+
+
 def test_health_shows_mock_mode_and_script(scripted_url: str, tmp_path: Path) -> None:
     llm = httpx.get(f"{scripted_url}/health", timeout=10).json()["components"]["llm"]
     assert llm["mode"] == "mock" and llm["mock_script"] == str(tmp_path / "script.json")

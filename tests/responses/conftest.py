@@ -20,12 +20,12 @@ def sdk(url: str) -> openai.OpenAI:
 
 @pytest.fixture
 def serve(server_factory: Callable[..., str], make_settings: Callable[..., Settings]) -> Callable[..., str]:
-    """serve(engine=None, overrides=None) → base URL of a live server whose responses run on `engine`
-    (a ScriptedEngine by default)."""
+    """serve(engine=None, overrides=None, tools=None) → base URL of a live server whose responses run on
+    `engine` (a ScriptedEngine by default), with the built-in tool kinds `tools` ({type: ToolKind})."""
 
-    def start(engine: Any = None, overrides: dict[str, Any] | None = None) -> str:
+    def start(engine: Any = None, overrides: dict[str, Any] | None = None, tools: dict[str, Any] | None = None) -> str:
         llm = FakeLlm(engine if engine is not None else ScriptedEngine())
-        service = create_service(make_settings(overrides), llm)
+        service = create_service(make_settings(overrides), llm, tools)
         return server_factory(overrides, {"llm": llm, "responses": service})
 
     return start

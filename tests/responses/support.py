@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 
 from ddx_omni.llm.engine import ChatDelta, ChatParams, ToolCall, Usage
+from ddx_omni.responses.schemas import bad_request, new_id
+from ddx_omni.tools.base import Emit, FunctionSpec, ReplayedCall, ToolRequestContext
 
 Piece = str | ToolCall
 
@@ -101,6 +103,71 @@ class FakeLlm:
         return self._engine
 
 
+# ---- a built-in tool kind for the loop's tests ------------------------------------------------------------
+# Not a real tool (those are MCP, file search, …, tested in tests/tools): the smallest kind the protocol allows,
+# so that the loop itself (steps, events, limits, replay, cancel) is tested apart from any tool's own service.
+
+@dataclass
+class LookupKind:
+    """`{"type": "lookup"}`: one function `lookup {"key": string}` answering "value of KEY"; `defer_keys` are
+    answered with a `lookup_hold` item that ends the turn; `delay` makes a call slow (cancel tests)."""
+
+    type: str = "lookup"
+    item_types: tuple[str, ...] = ("lookup_call", "lookup_hold")
+    delay: float = 0.0
+    answer: str | None = None  # what every call returns instead of "value of KEY"
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    bound_contexts: list[ToolRequestContext] = field(default_factory=list)
+
+    async def bind(self, spec: dict[str, Any], ctx: ToolRequestContext) -> Any:
+        if spec.get("unavailable"):
+            return None
+        if not isinstance(spec.get("defer_keys", []), list):
+            raise bad_request("defer_keys: must be a list", "tools.defer_keys")
+        self.bound_contexts.append(ctx)
+        return BoundLookup(self, spec)
+
+    def replay(self, items: list[dict[str, Any]]) -> dict[str, ReplayedCall]:
+        return {item["id"]: ReplayedCall("lookup", json.dumps({"key": item["key"]}), item["output"])
+                for item in items if item.get("type") == "lookup_call" and item.get("output") is not None}
+
+
+@dataclass
+class BoundLookup:
+    kind: LookupKind
+    spec: dict[str, Any]
+
+    def functions(self) -> list[FunctionSpec]:
+        return [FunctionSpec("lookup", "Look a key up", {"type": "object", "properties": {"key": {"type": "string"}},
+                                                          "required": ["key"]})]
+
+    def echo(self) -> dict[str, Any]:
+        return {key: value for key, value in self.spec.items() if key != "secret"}
+
+    def defer(self, name: str, arguments: dict[str, Any]) -> dict[str, Any] | None:
+        if arguments.get("key") in self.spec.get("defer_keys", []):
+            return {"id": new_id("hold"), "type": "lookup_hold", "key": arguments["key"]}
+        return None
+
+    def new_item(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        return {"id": new_id("lk"), "type": "lookup_call", "status": "in_progress", "key": arguments.get("key"),
+                "output": None}
+
+    async def run(self, item: dict[str, Any], name: str, arguments: dict[str, Any], emit: Emit) -> str:
+        emit("response.lookup_call.in_progress")
+        self.kind.calls.append(arguments)
+        if self.kind.delay:
+            await asyncio.sleep(self.kind.delay)
+        item["output"] = self.kind.answer or f"value of {arguments.get('key')}"
+        item["status"] = "completed"
+        emit("response.lookup_call.completed")
+        return item["output"]
+
+    def annotate(self, text: str) -> list[dict[str, Any]]:
+        return [{"type": "url_citation", "url": "https://lookup.test/", "title": "lookup", "start_index": 0,
+                 "end_index": len(text)}] if "value of" in text else []
+
+
 # ---- SSE --------------------------------------------------------------------------------------------------
 
 def read_sse(url: str, body: dict[str, Any] | None = None, *, get: str | None = None
@@ -122,6 +189,34 @@ def read_sse(url: str, body: dict[str, Any] | None = None, *, get: str | None = 
         names.append(lines[0][len("event: "):])
         events.append(json.loads(lines[1][len("data: "):]))
     return events, names
+
+
+def _check_reasoning(added: dict[str, Any], events: list[dict[str, Any]], done: dict[str, Any]) -> None:
+    """reasoning_text deltas, then one done with their text; the item's content holds the same text."""
+    kinds = [e["type"] for e in events]
+    assert kinds == ["response.reasoning_text.delta"] * (len(kinds) - 1) + ["response.reasoning_text.done"], kinds
+    text = "".join(e["delta"] for e in events[:-1])
+    assert added["content"] == [{"type": "reasoning_text", "text": ""}] and events[-1]["text"] == text
+    assert done["content"] == [{"type": "reasoning_text", "text": text}] and done["status"] == "completed"
+
+
+BUILTIN_EVENTS: dict[str, Callable[[dict[str, Any], list[dict[str, Any]], dict[str, Any]], None]] = {
+    "reasoning": _check_reasoning}
+
+
+def check_builtin_item(added: dict[str, Any], events: list[dict[str, Any]], done: dict[str, Any]) -> None:
+    """A built-in tool item's own events, between its added and done: the grammar registered for its type in
+    BUILTIN_EVENTS (MCP's in tests/tools), or else: `<type>.in_progress` first, then `.completed` or `.failed`
+    last, when it has any events; no item goes from added to done still in progress."""
+    check = BUILTIN_EVENTS.get(done["type"])
+    if check is not None:
+        check(added, events, done)
+        return
+    assert done.get("status") != "in_progress"
+    if events:
+        prefix = f"response.{done['type']}."
+        assert [e["type"] for e in events][0] == prefix + "in_progress"
+        assert events[-1]["type"] in (prefix + "completed", prefix + "failed")
 
 
 def check_event_order(events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -149,13 +244,13 @@ def check_event_order(events: list[dict[str, Any]]) -> dict[str, Any]:
             assert event["output_index"] == len(items), "output indexes are consecutive"
             assert all(s["done"] for s in items), "the previous item is done before the next is added"
             item = event["item"]
-            assert item["id"] and item["status"] == "in_progress"
+            assert item["id"] and item.get("status", "in_progress") == "in_progress"
             if item["type"] == "message":
                 assert item["content"] == [] and item["role"] == "assistant"
-            else:
-                assert item["type"] == "function_call" and item["call_id"] and item["name"] and item["arguments"] == ""
+            elif item["type"] == "function_call":
+                assert item["call_id"] and item["name"] and item["arguments"] == ""
             items.append({"item": item, "part": None, "text": "", "text_done": False, "part_done": False,
-                          "args": "", "args_done": False, "done": False})
+                          "args": "", "args_done": False, "done": False, "notes": [], "events": []})
             continue
         state = items[event["output_index"]]
         assert not state["done"], f"{kind} after output_item.done"
@@ -169,12 +264,16 @@ def check_event_order(events: list[dict[str, Any]]) -> dict[str, Any]:
         elif kind == "response.output_text.delta":
             assert state["part"] is not None and not state["text_done"]
             state["text"] += event["delta"]
+        elif kind == "response.output_text.annotation.added":
+            assert state["item"]["type"] == "message" and state["part"] is not None and not state["text_done"]
+            assert event["annotation_index"] == len(state["notes"]) and event["item_id"] == state["item"]["id"]
+            state["notes"].append(event["annotation"])
         elif kind == "response.output_text.done":
             assert state["part"] is not None and not state["text_done"] and event["text"] == state["text"]
             state["text_done"] = True
         elif kind == "response.content_part.done":
             assert state["text_done"] and event["part"]["text"] == state["text"]
-            assert event["part"]["annotations"] == [] and event["part"]["logprobs"] == []
+            assert event["part"]["annotations"] == state["notes"] and event["part"]["logprobs"] == []
             state["part_done"] = True
         elif kind == "response.function_call_arguments.delta":
             assert state["item"]["type"] == "function_call" and event["item_id"] == state["item"]["id"]
@@ -189,11 +288,16 @@ def check_event_order(events: list[dict[str, Any]]) -> dict[str, Any]:
             if done_item["type"] == "message":
                 assert state["part_done"] or state["part"] is None
                 assert [p["text"] for p in done_item["content"]] == [state["text"]]
-            else:
+            elif done_item["type"] == "function_call":
                 assert state["args_done"] and done_item["arguments"] == state["args"]
                 assert done_item["call_id"] == state["item"]["call_id"]
+            else:
+                check_builtin_item(state["item"], state["events"], done_item)
             state["done"] = True
             assert final["output"][event["output_index"]] == done_item
+        elif state["item"]["type"] not in ("message", "function_call"):
+            assert kind.startswith("response.") and event["item_id"] == state["item"]["id"], event
+            state["events"].append(event)
         else:
             raise AssertionError(f"unexpected event {kind}")
     assert len(final["output"]) == len(items)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 async def finished_before_hangup(task: asyncio.Future[Any], disconnected: Callable[[], Awaitable[bool]],
@@ -19,3 +22,16 @@ async def finished_before_hangup(task: asyncio.Future[Any], disconnected: Callab
             return True
         if await disconnected():
             return False
+
+
+async def unless_disconnected(work: Awaitable[T], disconnected: Callable[[], Awaitable[bool]],
+                              poll_s: float = 0.1) -> T | None:
+    """`work`'s result, or None when the client went away first (then `work` is cancelled, and with it the
+    generation it waits on)."""
+    task = asyncio.ensure_future(work)
+    if await finished_before_hangup(task, disconnected, poll_s):
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None

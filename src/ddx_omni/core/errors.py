@@ -10,11 +10,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 # Paths whose clients are the OpenAI SDKs: they read `error.message` / `error.code`.
-OPENAI_PREFIXES = ("/v1/chat", "/v1/models", "/v1/responses", "/v1/conversations", "/v1/completions")
+OPENAI_PREFIXES = ("/v1/chat", "/v1/models", "/v1/responses", "/v1/conversations", "/v1/completions",
+                   "/v1/containers", "/v1/audio")
+# Paths whose clients are the Anthropic SDKs and Claude Code: they read {type: "error", error: {type, message}}.
+ANTHROPIC_PREFIXES = ("/v1/messages", "/anthropic/")
 
 _OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                  404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error",
                  422: "invalid_request_error", 429: "rate_limit_error"}
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+                    529: "overloaded_error"}
 
 
 class ApiError(Exception):
@@ -63,11 +69,26 @@ class NotFound(ApiError):
     status, code = 404, "not_found"
 
 
+def wire_status(path: str, status: int) -> int:
+    """The status a route's clients expect: Anthropic's API answers bad requests with 400 (not 422) and a
+    model that is not ready with 529 overloaded (which its SDK and Claude Code retry)."""
+    if path.startswith(ANTHROPIC_PREFIXES):
+        return {422: 400, 503: 529}.get(status, status)
+    return status
+
+
+def anthropic_error_type(status: int) -> str:
+    """Anthropic's error `type` for one of this server's statuses."""
+    return _ANTHROPIC_TYPES.get({422: 400, 503: 529}.get(status, status), "api_error")
+
+
 def error_body(path: str, status: int, code: str, message: str, detail: Any = None,
                param: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"code": code, "message": message}
     if detail is not None:
         body["detail"] = detail
+    if path.startswith(ANTHROPIC_PREFIXES):
+        return {"type": "error", "error": {"type": anthropic_error_type(status), "message": message}, **body}
     if path.startswith(OPENAI_PREFIXES):
         body["error"] = {"message": message, "type": _OPENAI_TYPES.get(status, "server_error"),
                          "code": code, "param": param}
@@ -76,7 +97,7 @@ def error_body(path: str, status: int, code: str, message: str, detail: Any = No
 
 def error_response(path: str, exc: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error_body(path, exc.status, exc.code, exc.message, exc.detail, exc.param),
-                        status_code=exc.status, headers=headers)
+                        status_code=wire_status(path, exc.status), headers=headers)
 
 
 def _http_code(status: int) -> str:
@@ -97,7 +118,7 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     message = f"{'.'.join(loc) or 'request'}: {first.get('msg', 'invalid request')}"
     detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
     return JSONResponse(error_body(request.url.path, 422, "request_invalid", message, detail,
-                                   ".".join(loc) or None), status_code=422)
+                                   ".".join(loc) or None), status_code=wire_status(request.url.path, 422))
 
 
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:

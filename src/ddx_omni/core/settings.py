@@ -7,6 +7,7 @@ so that a bad one can be reported with where it came from; pydantic does the val
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -198,12 +199,100 @@ class SttSettings(_Section):
     sphinx_processes: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1)
 
 
+class McpServerEntry(_Section):
+    """An operator-configured MCP server (`[[responses.mcp_servers]]`), used by naming its label with no
+    server_url: either `url` (+ `headers`) or `command` (+ `args`, `env`) for a stdio server ddx-omni starts."""
+
+    label: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")  # as a request's server_label
+    url: str | None = None
+    headers: dict[str, str] = {}
+    command: str | None = None
+    args: list[str] = []
+    env: dict[str, str] = {}
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerEntry:
+        if (self.url is None) == (self.command is None):
+            raise ValueError(f"MCP server {self.label!r} needs exactly one of url or command")
+        return self
+
+
 class ResponsesSettings(_Section):
     db_path: Path = Field(default_factory=lambda: state_dir() / "responses.db")
     default_max_output_tokens: int = Field(1024, ge=1)
     # NORMAL: in WAL mode a commit survives a killed process (SIGKILL), which is the promise made to clients;
     # FULL also survives power loss, at the price of an fsync on every commit.
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    # built-in tool calls (MCP, file search…) one response may run when the request sets no max_tool_calls
+    max_tool_calls: int = Field(16, ge=1)
+    mcp_servers: list[McpServerEntry] = []
+    # glob patterns a request's server_url must match (fnmatch, whole URL); anything else is a 400
+    mcp_allowed_urls: list[str] = ["*"]
+    mcp_timeout_s: float = Field(30.0, gt=0)  # bounds connecting, listing and each call of an MCP server
+    mcp_max_output_chars: int = Field(20000, ge=1)  # what the model reads of one MCP call's result, at most
+
+    _csv = field_validator("mcp_allowed_urls", mode="before")(_split_csv)
+
+
+class WebSearchSettings(_Section):
+    """The Responses `web_search` tool: which search backend, and how pages are fetched."""
+
+    provider: Literal["none", "searxng", "brave", "tavily"] = "none"  # none: web_search is not offered
+    url: str = ""  # searxng: its base URL (required); brave/tavily: overrides the public API's base URL
+    api_key: SecretStr | None = None  # brave/tavily key; never logged, echoed or stored
+    max_results: int = Field(5, ge=1, le=20)  # results listed to the model per search
+    pages_per_search: int = Field(3, ge=0, le=10)  # top results whose readable text a search hands the model
+    search_timeout_s: float = Field(10.0, gt=0)  # one provider query
+    fetch_timeout_s: float = Field(10.0, gt=0)  # one page, all redirects included
+    max_page_bytes: int = Field(2_000_000, ge=1024)  # a page body is cut here
+    max_redirects: int = Field(5, ge=0, le=20)
+    allow_private_networks: bool = False  # let pages on loopback/private/link-local addresses be fetched
+    allowed_networks: list[str] = []  # CIDRs fetched even so (an intranet wiki: ["10.1.2.0/24"])
+    cache_ttl_s: float = Field(300.0, ge=0)  # search results and pages are reused this long (0: no cache)
+    # characters of page text a whole search may hand the model, by the request's search_context_size
+    context_chars_low: int = Field(3000, ge=200)
+    context_chars_medium: int = Field(8000, ge=200)
+    context_chars_high: int = Field(24000, ge=200)
+    user_agent: str = "ddx-omni-web-search/1.0"
+
+    _csv = field_validator("allowed_networks", mode="before")(_split_csv)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        for cidr in v:
+            ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad one
+        return v
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> WebSearchSettings:
+        if self.provider == "searxng" and not self.url:
+            raise ValueError("provider 'searxng' needs [web_search].url (DDX_WEB_SEARCH__URL), "
+                             "the base URL of a SearXNG instance with the json format enabled")
+        if self.provider in ("brave", "tavily") and self.api_key is None:
+            raise ValueError(f"provider '{self.provider}' needs [web_search].api_key (DDX_WEB_SEARCH__API_KEY)")
+        return self
+class CodeInterpreterSettings(_Section):
+    data_dir: Path = Field(default_factory=lambda: state_dir() / "containers")  # containers' /mnt/data + records
+    # without bubblewrap the code interpreter is refused (400); true runs code as plain, unisolated processes
+    allow_unsandboxed: bool = False
+    max_containers: int = Field(32, ge=1)  # running containers at once (more → 429)
+    timeout_s: float = Field(60.0, gt=0)  # wall clock of one call; past it the container's process group is killed
+    idle_minutes: int = Field(20, ge=1, le=10080)  # expiry after the last activity, when a create names none
+    memory_limit: Literal["1g", "4g", "16g", "64g"] = "1g"  # default address-space limit of a container
+    max_memory_limit: Literal["1g", "4g", "16g", "64g"] = "4g"  # larger requested memory_limit → 400
+    cpu_s: int = Field(3600, ge=1)  # CPU seconds one container process may use in its lifetime
+    max_processes: int = Field(64, ge=4)  # processes/threads per container (fork bombs stop here)
+    max_file_bytes: int = Field(1024 ** 3, ge=1024)  # largest file the code may write
+    max_output_bytes: int = Field(20000, ge=256)  # logs kept per call; the rest is cut with a marker
+    uid_base: int = Field(200000, ge=1000)  # a root server runs container n as uid uid_base + n
+
+
+class AnthropicSettings(_Section):
+    # Seconds between `ping` events while a stream has nothing else to say (a long prefill), so that clients
+    # and proxies with idle timeouts keep the stream open.
+    ping_interval_s: float = Field(5.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -216,6 +305,9 @@ class Settings(BaseSettings):
     llm: LlmSettings = LlmSettings()
     stt: SttSettings = SttSettings()
     responses: ResponsesSettings = ResponsesSettings()
+    anthropic: AnthropicSettings = AnthropicSettings()
+    web_search: WebSearchSettings = WebSearchSettings()
+    code_interpreter: CodeInterpreterSettings = CodeInterpreterSettings()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,

@@ -28,6 +28,9 @@ class ChatParams:
     logprobs: bool = False
     top_logprobs: int = 0
     response_format: dict[str, Any] | None = None  # {type: text | json_object | json_schema, json_schema: {...}}
+    # Legacy completions: raw text (or token ids) that the engine continues as-is, with no chat template;
+    # `messages` is then ignored.
+    prompt: str | list[int] | None = None
 
 
 @dataclass
@@ -59,6 +62,7 @@ class ChatDelta:
     finish_reason: str | None = None
     usage: Usage | None = None
     reasoning: str = ""  # a thinking model's reasoning (between its think markers), kept out of `text`
+    stop_sequence: str | None = None  # on the last delta: the stop string that ended the generation, if one did
 
 
 class ChatEngine(Protocol):

@@ -27,7 +27,7 @@ from .compute import apply_dtype
 from .engine import ChatDelta, ChatParams, Usage
 from .output import OutputParser
 from .prompt_cache import PromptCache
-from .structured import GrammarProcessor, grammar_for, grammar_tokenizer
+from .structured import CALL_LAYOUT, GrammarProcessor, forced_call_format, grammar_for, grammar_tokenizer
 
 _END = object()
 _FIRST_HANDOFF_S = 0.05  # longest a worker waits for the event loop to take the first token
@@ -74,7 +74,7 @@ def _merge(first: ChatDelta, second: ChatDelta) -> ChatDelta:
     return ChatDelta(text=first.text + second.text, tool_calls=first.tool_calls + second.tool_calls,
                      reasoning=first.reasoning + second.reasoning,
                      logprobs=(first.logprobs or []) + (second.logprobs or []) or None,
-                     finish_reason=second.finish_reason, usage=second.usage)
+                     finish_reason=second.finish_reason, usage=second.usage, stop_sequence=second.stop_sequence)
 
 
 def _text_of(content: Any) -> str:
@@ -101,14 +101,14 @@ def _template_message(message: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def forced_prefix(params: ChatParams, tool_start: str | None, parser_type: str | None) -> str:
-    """Text appended after the generation prompt so the model must call a tool (tool_choice required/named)."""
+def forced_prefix(params: ChatParams, tool_start: str | None, parser_type: str | None) -> str:  # noqa: ARG001
+    """Text appended after the generation prompt so the model must call a tool (tool_choice required/named).
+    With JSON tool calls the call itself is then constrained by `forced_call_format` (name and arguments
+    valid for the tool's schema); other call syntaxes only get the opening tag (`parser_type` is kept for
+    callers that pass it)."""
     choice = params.tool_choice
     if not params.tools or tool_start is None or choice in (None, "auto", "none"):
         return ""
-    if isinstance(choice, dict) and parser_type == "json_tools":
-        name = (choice.get("function") or {}).get("name", "")
-        return f'{tool_start}\n{{"name": {json.dumps(name)}, "arguments": '
     return f"{tool_start}\n"
 
 
@@ -173,6 +173,13 @@ class MlxEngine:
 
     def _prompt_tokens(self, params: ChatParams) -> list[int]:
         tokenizer = self._tokenizer
+        if params.prompt is not None:  # legacy completions: the text as given, no template
+            if isinstance(params.prompt, str):
+                return list(tokenizer.encode(params.prompt))
+            if any(not 0 <= t < len(tokenizer) for t in params.prompt):
+                raise RequestInvalid(f"prompt has a token id outside the vocabulary (0..{len(tokenizer) - 1})",
+                                     param="prompt")
+            return list(params.prompt)
         tools = params.tools if params.tools and params.tool_choice != "none" else None
         messages = [_template_message(m) for m in params.messages]
         try:
@@ -274,7 +281,9 @@ class MlxEngine:
         processors = make_logits_processors(logit_bias=bias or None, repetition_penalty=params.repetition_penalty,
                                             presence_penalty=params.presence_penalty,
                                             frequency_penalty=params.frequency_penalty)
-        grammar = grammar_for(params.response_format)
+        forced = forced_call_format(params.tools, params.tool_choice) if self._parser_type == "json_tools" else None
+        # a forced call is the whole output: its grammar replaces the answer's format, which applies to text
+        grammar = grammar_for(forced, CALL_LAYOUT) if forced else grammar_for(params.response_format)
         if grammar is not None:  # last, so that no bias can bring back a token the grammar forbids
             if self._grammar_tokenizer is None:
                 self._grammar_tokenizer = grammar_tokenizer(self._tokenizer)
@@ -322,6 +331,7 @@ class MlxEngine:
             metrics.LLM_TPS.labels(self.model_id).observe((run.generated - 1) / run.decode_s)
         job.emit(ChatDelta(text=tail.text, tool_calls=tail.tool_calls, reasoning=tail.reasoning,
                            finish_reason="tool_calls" if called and run.finish != "length" else run.finish,
+                           stop_sequence=prep.parser.stopped_by,
                            usage=Usage(prompt_tokens=len(prep.prompt), completion_tokens=run.generated,
                                        cached_tokens=reused)))
 

@@ -28,6 +28,8 @@ def _text_of(content: Any) -> str:
 
 def _approx_tokens(params: ChatParams) -> int:
     # No tokenizer in mock mode: count whitespace-separated words (plus role markers) as tokens.
+    if params.prompt is not None:  # legacy completions: raw text or token ids
+        return len(params.prompt) if isinstance(params.prompt, list) else len(params.prompt.split())
     return sum(4 + len(_text_of(message.get("content")).split()) for message in params.messages)
 
 
@@ -67,7 +69,7 @@ class MockEngine:
         return _approx_tokens(params)
 
     def reply_for(self, params: ChatParams) -> MockReply:
-        text = trigger_text(params.messages)
+        text = params.prompt if isinstance(params.prompt, str) else trigger_text(params.messages)
         rule = next((rule for rule in self.rules if rule.match.search(text)), None)
         if rule is None:
             return CANNED  # the seed's behaviour, scripted or not, when nothing matches

@@ -70,6 +70,7 @@ class OutputParser:
         self._mode = "think" if thinking and think else "text"  # text | tool | think
         self._pending = ""
         self.stopped = False
+        self.stopped_by: str | None = None  # the stop string that was reached
 
     def feed(self, text: str) -> Piece:
         piece = Piece()
@@ -116,6 +117,7 @@ class OutputParser:
         if kind == "stop":
             self._pending = ""
             self.stopped = piece.stopped = True
+            self.stopped_by = marker
             return True
         self._mode = kind
         return False

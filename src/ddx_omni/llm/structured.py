@@ -14,9 +14,13 @@ from ..core.errors import RequestInvalid
 
 # One layout, as OpenAI writes JSON: free whitespace would let a weak model pad the answer with blank lines.
 JSON_LAYOUT = {"whitespace_flexible": False, "key_separator": ": ", "item_separator": ", "}
+# A forced tool call: at most one space where JSON allows whitespace, so both `{"a":1}` and `{"a": 1}` (the two
+# layouts chat templates print calls in) are open to the model, and none can pad without end.
+CALL_LAYOUT = {"whitespace_flexible": True, "whitespace_pattern": "[ ]?"}
+SAFE_INTEGER = 2**53 - 1
 
 
-def grammar_for(response_format: dict[str, Any] | None) -> str | None:
+def grammar_for(response_format: dict[str, Any] | None, layout: Any = JSON_LAYOUT) -> str | None:
     """The llguidance grammar a response_format asks for; None for plain text."""
     from llguidance import LLMatcher
 
@@ -34,13 +38,55 @@ def grammar_for(response_format: dict[str, Any] | None) -> str | None:
         raise RequestInvalid(f"response_format type '{kind}' is not one of text, json_object, json_schema",
                              param="response_format")
     try:
-        grammar = LLMatcher.grammar_from_json_schema(schema, defaults=JSON_LAYOUT)
+        grammar = LLMatcher.grammar_from_json_schema(schema, defaults=layout)
         failed, problems = LLMatcher.validate_grammar_with_warnings(grammar)  # (is_error, messages)
     except Exception as exc:  # llguidance reports some schema errors as exceptions
         raise RequestInvalid(f"response_format schema is not usable: {exc}", param="response_format") from None
     if failed:
         raise RequestInvalid(f"response_format schema is not usable: {'; '.join(problems)}", param="response_format")
     return grammar
+
+
+def forced_call_format(tools: list[dict[str, Any]] | None, choice: Any) -> dict[str, Any] | None:
+    """The json_schema response_format a forced tool call must satisfy (tool_choice "required" or named):
+    `{"name": <one of the tools>, "arguments": <that tool's parameters>}`, the body of a JSON tool call. None
+    when nothing is forced."""
+    if not tools or choice in (None, "auto", "none"):
+        return None
+    wanted = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
+    options = []
+    for tool in tools:
+        function = tool.get("function") or {}
+        if wanted is not None and function.get("name") != wanted:
+            continue
+        arguments = _bounded(function.get("parameters") or {"type": "object", "properties": {}})
+        options.append({"type": "object", "properties": {"name": {"const": function.get("name")},
+                                                         "arguments": arguments},
+                        "required": ["name", "arguments"], "additionalProperties": False})
+    if not options:
+        return None
+    schema = options[0] if len(options) == 1 else {"anyOf": options}
+    return {"type": "json_schema", "json_schema": {"name": "tool_call", "schema": schema}}
+
+
+def _bounded(schema: Any) -> Any:
+    """A tool's parameters, closed for a forced call so that any model ends it: objects take only their declared
+    properties (unless the schema says otherwise), integers stay within JSON's safe range. Strings stay
+    unbounded (code, queries), so a model that never closes one runs into max_output_tokens."""
+    if isinstance(schema, list):
+        return [_bounded(part) for part in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _bounded(value) if key in ("items", "anyOf", "oneOf", "allOf", "prefixItems") else value
+           for key, value in schema.items()}
+    if isinstance(schema.get("properties"), dict):
+        out["properties"] = {name: _bounded(part) for name, part in schema["properties"].items()}
+    if (schema.get("type") == "object" or "properties" in schema) and "additionalProperties" not in schema:
+        out["additionalProperties"] = False
+    if schema.get("type") == "integer":
+        out.setdefault("minimum", -SAFE_INTEGER)
+        out.setdefault("maximum", SAFE_INTEGER)
+    return out
 
 
 def grammar_tokenizer(tokenizer: Any) -> Any:

@@ -186,6 +186,11 @@ def message_item(item_id: str, text: str = "", status: str = "in_progress",
             "content": parts if parts is not None else ([output_text_part(text)] if text else [])}
 
 
+def reasoning_item(item_id: str) -> dict[str, Any]:
+    return {"id": item_id, "type": "reasoning", "status": "in_progress", "summary": [],
+            "content": [{"type": "reasoning_text", "text": ""}]}
+
+
 def output_text_part(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 

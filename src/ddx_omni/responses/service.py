@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..core.disconnect import finished_before_hangup
 from ..core.settings import Settings
 from ..llm.engine import ChatEngine, ChatParams
+from ..tools.base import ToolKind, ToolRequestContext
 from . import items as it
 from .events import DONE, EventLog, encode
+from .prompt import PromptFitter
 from .schemas import (
     CONVERSATION_ITEMS_MAX,
     CreateResponseRequest,
@@ -26,6 +28,7 @@ from .schemas import (
     response_object,
 )
 from .store import Store
+from .tooling import bind_tools, item_types, replays
 from .turn import TERMINAL_EVENTS, Turn, TurnPlan
 
 log = logging.getLogger("ddx_omni.responses")
@@ -52,15 +55,20 @@ class EngineProvider(Protocol):
 class ResponsesService:
     name = "responses"
 
-    def __init__(self, settings: Settings, llm: EngineProvider) -> None:
+    def __init__(self, settings: Settings, llm: EngineProvider, tools: Mapping[str, ToolKind] | None = None) -> None:
         self.settings = settings
         self.llm = llm
+        self.kinds: dict[str, ToolKind] = dict(tools or {})  # built-in tool kinds by request `type`
+        self.item_types = item_types(self.kinds)
         self.store = Store(settings.responses.db_path, synchronous=settings.responses.synchronous)
         self.turns: dict[str, Turn] = {}  # running turns, by response id
         self.error: str | None = None
 
     # ---- component ----------------------------------------------------------------------------------------
     async def start(self) -> None:
+        for kind in self._distinct_kinds():
+            if hasattr(kind, "start"):
+                await kind.start()
         try:
             await self.store.open()
             failed = await self.store.fail_unfinished("the server restarted before this response finished")
@@ -78,6 +86,16 @@ class ResponsesService:
         if tasks:
             await asyncio.wait(tasks, timeout=STOP_WAIT_S)
         await self.store.close()
+        for kind in self._distinct_kinds():
+            if hasattr(kind, "stop"):
+                try:
+                    await kind.stop()
+                except Exception:  # one failing tool kind must not keep the others running
+                    log.exception("stopping the %s tools failed", kind.type)
+
+    def _distinct_kinds(self) -> list[ToolKind]:
+        """Each kind once, though aliases register it under several types."""
+        return list({id(kind): kind for kind in self.kinds.values()}.values())
 
     def health(self) -> dict[str, Any]:
         state = "ready" if self.store.is_open else ("failed" if self.error else "idle")
@@ -107,9 +125,10 @@ class ResponsesService:
         if request.background:
             return Created(body=dict(plan.response, output=[]))
         await self._wait_unless_left(turn, disconnected)
-        total_ms, engine_ms = (time.perf_counter() - started) * 1000, turn.engine_s * 1000
-        return Created(body=turn.response, server_timing=f"engine;dur={engine_ms:.3f}, "
-                                                         f"gateway;dur={total_ms - engine_ms:.3f}")
+        total_ms, engine_ms, tools_ms = ((time.perf_counter() - started) * 1000, turn.engine_s * 1000,
+                                         turn.tools_s * 1000)
+        return Created(body=turn.response, server_timing=f"engine;dur={engine_ms:.3f}, tools;dur={tools_ms:.3f}, "
+                                                         f"gateway;dur={total_ms - engine_ms - tools_ms:.3f}")
 
     async def _wait_unless_left(self, turn: Turn, disconnected: Callable[[], Awaitable[bool]] | None) -> None:
         """Wait for the turn; a client that hung up meanwhile stops it (it is saved as cancelled)."""
@@ -135,23 +154,32 @@ class ResponsesService:
                 turn.stop("cancelled")
 
     async def _plan(self, request: CreateResponseRequest) -> TurnPlan:
-        """Everything before generation: validate, load the history, pick the engine, fit the prompt. Any
-        error here is an HTTP error (nothing was started or stored)."""
+        """Everything before generation: validate, load the history, bind the tools, pick the engine, fit the
+        prompt. Any error here is an HTTP error (nothing was started or stored)."""
         conversation_id = request.conversation_id
         store = request.store is not False
         if request.background and not store:
             raise bad_request("background responses must be stored: remove store=false", "background")
         metadata = check_metadata(request.metadata)
-        echo_tools, chat_tools = it.function_tools(request.tools)
+        request.tools = it.served_tools(request.tools, self.kinds)
+        function_echo, chat_tools = it.function_tools(request.tools)
         tool_choice = it.chat_tool_choice(request.tool_choice)
-        response = response_object(request, response_id=new_id("resp"), model=request.model or "",
+        history = await self._history(request.previous_response_id, conversation_id)
+        input_items = await it.normalize_input(request.input, self.store.find_item, passthrough=self.item_types)
+        if not history and not input_items:
+            raise bad_request("input: give at least one item (or a previous_response_id / conversation with history)",
+                              "input")
+        response_id = new_id("resp")
+        context = ToolRequestContext(response_id, history, list(request.include or []), input_items,
+                                     request.tool_choice)
+        builtin_echo, turn_tools = await bind_tools(self.kinds, request.tools, context)
+        turn_tools.check_choice(tool_choice)
+        response = response_object(request, response_id=response_id, model=request.model or "",
                                    created_at=time.time(), status="queued" if request.background else "in_progress",
-                                   tools=echo_tools, metadata=metadata, conversation_id=conversation_id,
+                                   tools=_echo_in_order(request.tools, function_echo, builtin_echo),
+                                   metadata=metadata, conversation_id=conversation_id,
                                    default_temperature=self.settings.llm.default_temperature)
         fmt = it.response_format(response["text"]["format"])
-
-        history = await self._history(request.previous_response_id, conversation_id)
-        input_items = await it.normalize_input(request.input, self.store.find_item)
         engine = await self.llm.engine(request.model)
         response["model"] = request.model or engine.model_id
         params = ChatParams(messages=[], tools=chat_tools, tool_choice=tool_choice,
@@ -159,22 +187,25 @@ class ResponsesService:
                             temperature=response["temperature"], top_p=response["top_p"],
                             presence_penalty=request.presence_penalty, frequency_penalty=request.frequency_penalty,
                             response_format=fmt)
-        if not history and not input_items:
-            raise bad_request("input: give at least one item (or a previous_response_id / conversation with history)",
-                              "input")
-        prompt_tokens, engine_s = await self._fit_prompt(params, engine, history + input_items, request)
+        items = history + input_items
+        fitter = PromptFitter(engine, request.instructions, request.truncation, request.max_output_tokens or 1,
+                              replays(self.kinds, items))
+        prompt_tokens, first = await fitter.fit(params, items)
         if request.max_output_tokens is None:  # the default must not push prompt + output past the window
             params.max_tokens = max(1, min(params.max_tokens or 1, engine.context_window - prompt_tokens))
         return TurnPlan(response=response, input_items=input_items, params=params, engine=engine, store=store,
-                        conversation_id=conversation_id, prompt_tokens=prompt_tokens, engine_s=engine_s)
+                        conversation_id=conversation_id, prompt_tokens=prompt_tokens, engine_s=fitter.engine_s,
+                        context=items[first:], fitter=fitter, tools=turn_tools,
+                        max_tool_calls=request.max_tool_calls or self.settings.responses.max_tool_calls)
 
     async def count_input_tokens(self, request: CreateResponseRequest) -> dict[str, Any]:
         """The prompt a response with these settings would have, counted by the engine; nothing is stored."""
         _, chat_tools = it.function_tools(request.tools)
         history = await self._history(request.previous_response_id, request.conversation_id)
-        items = history + await it.normalize_input(request.input, self.store.find_item)
+        items = history + await it.normalize_input(request.input, self.store.find_item, passthrough=self.item_types)
         engine = await self.llm.engine(request.model)
-        params = ChatParams(messages=it.to_chat_messages(items, request.instructions), tools=chat_tools)
+        params = ChatParams(messages=it.to_chat_messages(items, request.instructions, replays(self.kinds, items)),
+                            tools=chat_tools)
         return {"object": "response.input_tokens", "input_tokens": await engine.count_prompt_tokens(params)}
 
     async def _history(self, previous_id: str | None, conversation_id: str | None) -> list[dict[str, Any]]:
@@ -194,47 +225,6 @@ class ResponsesService:
                 raise not_found(f"Conversation with id '{conversation_id}' not found.", "conversation")
             return await self.store.conversation_items(conversation_id)
         return []
-
-    async def _fit_prompt(self, params: ChatParams, engine: ChatEngine, items: list[dict[str, Any]],
-                          request: CreateResponseRequest) -> tuple[int, float]:
-        """Set params.messages to what fits the context window: all of it, or (truncation=auto) the newest
-        items that fit. Overflow with truncation=disabled is a 400, as OpenAI answers."""
-        budget = engine.context_window - (request.max_output_tokens or 1)
-        engine_s = 0.0
-
-        async def tokens_from(start: int) -> int:
-            nonlocal engine_s
-            params.messages = it.to_chat_messages(items[start:], request.instructions)
-            started = time.perf_counter()
-            try:
-                return await engine.count_prompt_tokens(params)
-            finally:
-                engine_s += time.perf_counter() - started
-
-        count = await tokens_from(0)
-        if count <= budget:
-            return count, engine_s
-        if request.truncation != "auto":
-            raise bad_request(f"The input ({count} tokens) exceeds the context window of {engine.model_id} "
-                              f"({engine.context_window} tokens, {budget} left for input). Shorten it or set "
-                              f"truncation='auto'.", "input", code="context_too_long")
-        # binary search for the fewest oldest items to drop: O(log n) token counts, not O(n)
-        low, high = 1, len(items) - 1
-        best: int | None = None
-        while low <= high:
-            mid = (low + high) // 2
-            if await tokens_from(mid) <= budget:
-                best, high = mid, mid - 1
-            else:
-                low = mid + 1
-        if best is not None:
-            while not it.droppable_prefix_ok(items, best) and best < len(items) - 1:
-                best += 1
-            count = await tokens_from(best)
-            if count <= budget:
-                return count, engine_s
-        raise bad_request(f"Even the newest input item alone exceeds the context window of {engine.model_id} "
-                          f"({budget} tokens left for input).", "input", code="context_too_long")
 
     async def get(self, response_id: str) -> dict[str, Any]:
         turn = self.turns.get(response_id)
@@ -293,7 +283,7 @@ class ResponsesService:
     async def _conversation_input(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if len(items) > CONVERSATION_ITEMS_MAX:
             raise bad_request(f"items: at most {CONVERSATION_ITEMS_MAX} items can be added at a time", "items")
-        return await it.normalize_input(items, self.store.find_item, param="items")
+        return await it.normalize_input(items, self.store.find_item, param="items", passthrough=self.item_types)
 
     async def conversation(self, conversation_id: str) -> dict[str, Any]:
         conversation = await self.store.get_conversation(conversation_id)
@@ -338,5 +328,13 @@ class ResponsesService:
         return conversation  # OpenAI answers an item deletion with the conversation
 
 
-def create_service(settings: Settings, llm: EngineProvider) -> ResponsesService:
-    return ResponsesService(settings, llm)
+def _echo_in_order(tools: list[dict[str, Any]] | None, functions: list[dict[str, Any]],
+                   builtins: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The response's `tools`: function and built-in echoes, back in the order the request gave them."""
+    queues = {True: iter(functions), False: iter(builtins)}
+    return [next(queues[tool.get("type") == "function"]) for tool in tools or []]
+
+
+def create_service(settings: Settings, llm: EngineProvider,
+                   tools: Mapping[str, ToolKind] | None = None) -> ResponsesService:
+    return ResponsesService(settings, llm, tools)

@@ -1,0 +1,1 @@
+"""Containers: sandboxed, stateful Python per container (the code interpreter) and the /v1/containers API."""

@@ -1,0 +1,65 @@
+"""Fitting a turn's items into the model's context window: all of them, or (truncation=auto) the newest that fit."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..llm.engine import ChatEngine, ChatParams
+from ..tools.base import ReplayedCall
+from . import items as it
+from .schemas import bad_request
+
+
+@dataclass
+class PromptFitter:
+    """Builds `params.messages` from items, dropping the oldest ones when allowed and needed."""
+
+    engine: ChatEngine
+    instructions: str | None
+    truncation: str | None
+    reserve: int  # tokens kept free for the output
+    replays: dict[str, ReplayedCall] = field(default_factory=dict)
+    engine_s: float = 0.0  # time spent counting tokens in the engine
+
+    @property
+    def budget(self) -> int:
+        return self.engine.context_window - self.reserve
+
+    async def _tokens(self, params: ChatParams, items: list[dict[str, Any]]) -> int:
+        params.messages = it.to_chat_messages(items, self.instructions, self.replays)
+        started = time.perf_counter()
+        try:
+            return await self.engine.count_prompt_tokens(params)
+        finally:
+            self.engine_s += time.perf_counter() - started
+
+    async def fit(self, params: ChatParams, items: list[dict[str, Any]], keep: int = 0) -> tuple[int, int]:
+        """Set params.messages to what fits → (prompt tokens, index of the first item kept). The last `keep`
+        items (this turn's own output) are never dropped. Overflow with truncation=disabled is a 400, as OpenAI
+        answers."""
+        count = await self._tokens(params, items)
+        if count <= self.budget:
+            return count, 0
+        if self.truncation != "auto":
+            raise bad_request(f"The input ({count} tokens) exceeds the context window of {self.engine.model_id} "
+                              f"({self.engine.context_window} tokens, {self.budget} left for input). Shorten it or "
+                              f"set truncation='auto'.", "input", code="context_too_long")
+        # binary search for the fewest oldest items to drop: O(log n) token counts, not O(n)
+        low, high = 1, len(items) - 1 - keep
+        best: int | None = None
+        while low <= high:
+            mid = (low + high) // 2
+            if await self._tokens(params, items[mid:]) <= self.budget:
+                best, high = mid, mid - 1
+            else:
+                low = mid + 1
+        if best is not None:
+            while not it.droppable_prefix_ok(items, best) and best < len(items) - 1 - keep:
+                best += 1
+            count = await self._tokens(params, items[best:])
+            if count <= self.budget:
+                return count, best
+        raise bad_request(f"Even the newest input item alone exceeds the context window of {self.engine.model_id} "
+                          f"({self.budget} tokens left for input).", "input", code="context_too_long")
