@@ -80,9 +80,10 @@ def _ensure_model(model_dir: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _process(argv: list[str], ready_url: str, ready: Callable[[httpx.Response], bool], log: Path) -> Iterator[None]:
+def _process(argv: list[str], ready_url: str, ready: Callable[[httpx.Response], bool], log: Path,
+             env: dict[str, str] | None = None) -> Iterator[None]:
     with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=tempfile.gettempdir())
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=tempfile.gettempdir(), env=env)
         try:
             deadline = time.monotonic() + 600
             while True:

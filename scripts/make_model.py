@@ -6,7 +6,7 @@ weights scripted so that greedy decoding answers every prompt with a short <thin
 `get_weather` tool call, for end-to-end tool-call and reasoning tests), and `bench` (Qwen3-0.6B-shaped, float32; for benchmarks — the text it writes is gibberish, the
 speed is real).
 
-    python scripts/make_model.py OUT_DIR [--preset tiny|bench] [--seed 0]
+    python scripts/make_model.py OUT_DIR [--preset tiny|medium|bench] [--seed 0]
 """
 
 from __future__ import annotations
@@ -91,6 +91,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tool": {"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128, "num_attention_heads": 4,
              "num_key_value_heads": 2, "head_dim": 16, "max_position_embeddings": 4096, "vocab_size": None,
              "tokenizer_vocab": 600, "tie_word_embeddings": False},
+    # ~100 MB of float32 weights: big enough for memory to show in RSS (tests/llm/test_memory.py), quick to build
+    "medium": {"hidden_size": 512, "num_hidden_layers": 8, "intermediate_size": 1536, "num_attention_heads": 8,
+               "num_key_value_heads": 4, "head_dim": 64, "max_position_embeddings": 4096, "vocab_size": None,
+               "tokenizer_vocab": 600, "tie_word_embeddings": False},
     "bench": {"hidden_size": 1024, "num_hidden_layers": 28, "intermediate_size": 3072, "num_attention_heads": 16,
               "num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 40960, "vocab_size": 151936,
               "tokenizer_vocab": 4000},

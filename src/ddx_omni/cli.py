@@ -49,8 +49,11 @@ def serve(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None, 
     from .app import create_app
     from .core.logging import setup_logging
 
+    from .llm.compute import prefer_openblas
+
     settings = resolve_settings(config, host=host, port=port, log_level=log_level, real=real, model=model,
                                 stt_engine=stt_engine)
+    prefer_openblas(settings.llm.cpu_blas)  # may re-execute this command with OpenBLAS preloaded (Linux)
     setup_logging(settings.server.log_level)
     app = create_app(settings)
     lifecycle.run_server(app, settings.server.host, settings.server.port, settings.server.log_level)

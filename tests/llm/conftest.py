@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -72,3 +74,27 @@ def tool_client(tool_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     with live_server(settings) as url:
         wait_ready(url)
         yield openai.OpenAI(base_url=f"{url}/v1", api_key="unused", timeout=60, max_retries=0)
+
+
+def start_long_stream(url: str, eos_id: int, max_tokens: int = 4000, messages: list[dict[str, Any]] | None = None,
+                      stop: threading.Event | None = None) -> tuple[threading.Thread, list[dict], threading.Event]:
+    """A long greedy stream read in a thread: (thread, its SSE events as they come, set at the first). Setting
+    `stop` makes the reader hang up."""
+    events: list[dict] = []
+    first_chunk = threading.Event()
+
+    def read() -> None:
+        body = {"messages": messages or [{"role": "user", "content": "Hello there"}], "max_tokens": max_tokens,
+                "temperature": 0, "stream": True, "stream_options": {"include_usage": True},
+                "logit_bias": {str(eos_id): EOS_BIAS}}
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    events.append(json.loads(line[6:]))
+                    first_chunk.set()
+                if stop is not None and stop.is_set():
+                    return
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    return thread, events, first_chunk

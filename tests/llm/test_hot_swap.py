@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from tests.conftest import wait_for
 
-from .conftest import EOS_BIAS, wait_ready
+from .conftest import EOS_BIAS, start_long_stream, wait_ready
 
 pytestmark = pytest.mark.slow
 HI = [{"role": "user", "content": "Hello there"}]
@@ -68,25 +67,6 @@ def test_unknown_model_load_is_404(two_models: str) -> None:
     r = load(two_models, "nope")
     assert r.status_code == 404 and r.json()["code"] == "model_not_found"
     assert r.json()["error"]["code"] == "model_not_found"
-
-
-def start_long_stream(url: str, eos_id: int) -> tuple[threading.Thread, list[dict], threading.Event]:
-    """A 4000-token greedy stream read in a thread: (thread, its SSE events as they come, set at the first)."""
-    events: list[dict] = []
-    first_chunk = threading.Event()
-
-    def read() -> None:
-        body = {"messages": HI, "max_tokens": 4000, "temperature": 0, "stream": True,
-                "logit_bias": {str(eos_id): EOS_BIAS}}
-        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as r:
-            for line in r.iter_lines():
-                if line.startswith("data: ") and line != "data: [DONE]":
-                    events.append(json.loads(line[6:]))
-                    first_chunk.set()
-
-    thread = threading.Thread(target=read)
-    thread.start()
-    return thread, events, first_chunk
 
 
 def test_swap_during_a_stream_never_mixes_models(two_models: str, eos_id: int) -> None:

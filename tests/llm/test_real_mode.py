@@ -10,6 +10,8 @@ import httpx
 import openai
 import pytest
 
+from tests.conftest import wait_for
+
 from .conftest import EOS_BIAS
 
 pytestmark = pytest.mark.slow
@@ -218,10 +220,11 @@ def test_next_turn_reuses_the_kv_cache_without_changing_the_answer(client: opena
                                 {"role": "user", "content": "And the stars?"}]
     warm = greedy(client, eos_id, messages=second_turn, max_tokens=10)
     assert warm.usage.prompt_tokens_details.cached_tokens >= first.usage.prompt_tokens - 1
+    # another conversation in between does not evict this one (the cache holds several, LRU)
     greedy(client, eos_id, messages=[{"role": "system", "content": "Something else entirely"}], max_tokens=3)
-    cold = greedy(client, eos_id, messages=second_turn, max_tokens=10)
-    assert cold.usage.prompt_tokens_details.cached_tokens < first.usage.prompt_tokens // 2
-    assert warm.choices[0].message.content == cold.choices[0].message.content
+    again = greedy(client, eos_id, messages=second_turn, max_tokens=10)
+    assert again.usage.prompt_tokens_details.cached_tokens == again.usage.prompt_tokens - 1
+    assert warm.choices[0].message.content == again.choices[0].message.content
 
 
 def test_non_streaming_client_that_leaves_stops_its_generation(client: openai.OpenAI, real_server: str,
@@ -232,6 +235,8 @@ def test_non_streaming_client_that_leaves_stops_its_generation(client: openai.Op
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{real_server}/v1/chat/completions", json=body, timeout=httpx.Timeout(10, read=0.3))
     assert greedy(client, eos_id, max_tokens=2).usage.completion_tokens == 2
+    # batched, the next request need not wait for the abandoned one: its tokens are counted when it has stopped
+    wait_for(lambda: metric(real_server, "ddx_llm_tokens_generated_total", model) - before - 2 > 0, 30)
     spent = metric(real_server, "ddx_llm_tokens_generated_total", model) - before - 2
     assert 0 < spent < 3000
 

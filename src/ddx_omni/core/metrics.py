@@ -22,6 +22,8 @@ LLM_TTFT = Histogram("ddx_llm_time_to_first_token_seconds", "Time from request t
                      buckets=(.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60))
 LLM_TPS = Histogram("ddx_llm_generation_tokens_per_second", "Decode speed of each generation",
                     ["model"], registry=REGISTRY, buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500))
+LLM_BATCH_SIZE = Histogram("ddx_llm_batch_size", "Requests decoded together, per batched decode step", ["model"],
+                           registry=REGISTRY, buckets=(1, 2, 4, 8, 16, 32, 64))
 LLM_LOAD_SECONDS = Histogram("ddx_llm_model_load_seconds", "Model load time", ["model"], registry=REGISTRY,
                              buckets=(.1, .5, 1, 2.5, 5, 10, 30, 60, 120, 300))
 

@@ -165,6 +165,13 @@ class LlmSettings(_Section):
     prefill_step_size: int = Field(2048, ge=1)
     swap_drain_s: float = Field(30.0, ge=0)  # a hot swap lets running generations finish this long, then fails them
     default_temperature: float = Field(1.0, ge=0, le=2)  # OpenAI's default when a request names none
+    # MLX on the CPU: auto preloads Debian's OpenBLAS when installed (re-exec at start), bundled keeps mlx's own BLAS
+    cpu_blas: Literal["auto", "bundled"] = "auto"
+    # MLX on the CPU: auto casts bfloat16/float16 checkpoints to float32 when it fits in memory (the fast BLAS path)
+    cpu_dtype: Literal["auto", "float32", "native"] = "auto"
+    max_batch_size: int = Field(8, ge=1)  # concurrent generations decoded together in one batch (1 = one at a time)
+    prompt_cache_bytes: int = Field(1 << 30, ge=0)  # KV prefixes kept for later turns (LRU, longest prefix); 0 = off
+    idle_unload_s: float = Field(0.0, ge=0)  # unload a model nobody used for this long (0 = never); reloaded on use
     upstream_connect_timeout_s: float = Field(5.0, gt=0)  # an upstream that does not connect this fast is skipped
     upstream_read_timeout_s: float = Field(600.0, gt=0)  # longest silence between two chunks of an upstream answer
     upstream_breaker_s: float = Field(30.0, ge=0)  # a failed upstream URL gets no requests for this long

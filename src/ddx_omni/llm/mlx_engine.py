@@ -1,15 +1,18 @@
 """MLX engine: one loaded mlx-lm model, generating on its own worker thread and streaming to the event loop.
 
 Every MLX call of an engine (load, generate, release) runs on ONE dedicated thread: MLX state is not safe to
-share across threads, and one thread also serialises the requests to the model. Tokens cross to the event loop
-through an asyncio queue; each request has a cancel flag the worker checks after every token.
+share across threads. On it the scheduler (batching.py) decodes concurrent requests together in one batch, or
+runs a request that cannot be batched on its own (`single_reason`). Tokens cross to the event loop through an
+asyncio queue; each request has a cancel flag the worker checks after every token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import json
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,8 +22,11 @@ from typing import Any
 
 from ..core import metrics
 from ..core.errors import ApiError, ContextTooLong, LlmError, ModelUnavailable, RequestInvalid
+from .batching import Scheduler
+from .compute import apply_dtype
 from .engine import ChatDelta, ChatParams, Usage
 from .output import OutputParser
+from .prompt_cache import PromptCache
 from .structured import CALL_LAYOUT, GrammarProcessor, forced_call_format, grammar_for, grammar_tokenizer
 
 _END = object()
@@ -43,7 +49,18 @@ class _Job:
 
 
 @dataclass
-class _Decoded:
+class Prepared:
+    """A request made ready for generation: its prompt tokens, budget, output parser, sampler and processors."""
+
+    prompt: list[int]
+    max_tokens: int
+    parser: OutputParser
+    sampler: Any
+    processors: list[Any]
+
+
+@dataclass
+class Decoded:
     """What one decode produced, for the final delta, the metrics and the kept KV cache."""
 
     seen: list[int]  # prompt + every token handed out, in the order the KV cache holds them
@@ -95,48 +112,62 @@ def forced_prefix(params: ChatParams, tool_start: str | None, parser_type: str |
     return f"{tool_start}\n"
 
 
+@dataclass
+class EngineOptions:
+    """How an engine runs: from `[llm]` (defaults are the settings' defaults)."""
+
+    prefill_step_size: int = 2048
+    default_temperature: float = 1.0
+    default_max_tokens: int = 512
+    max_batch_size: int = 8
+    prompt_cache_bytes: int = 1 << 30
+    cpu_dtype: str = "auto"
+
+
 class MlxEngine:
     """A loaded model. Build it with `await MlxEngine.load(...)`; release it with `await close()`."""
 
     def __init__(self, model_id: str, executor: ThreadPoolExecutor, model: Any, tokenizer: Any,
-                 context_window: int, prefill_step_size: int, default_temperature: float,
-                 default_max_tokens: int = 512) -> None:
+                 context_window: int, options: EngineOptions, compute: dict[str, Any] | None = None) -> None:
         self.model_id = model_id
         self.context_window = context_window
+        self.compute = compute or {}
+        self.options = options
         self._executor = executor
         self._model = model
         self._tokenizer = tokenizer
-        self._prefill_step_size = prefill_step_size
-        self._default_temperature = default_temperature
-        self._default_max_tokens = default_max_tokens
         self._jobs: set[_Job] = set()
-        # The KV cache of the last generation and the tokens in it, reused for a prompt with the same beginning
-        # (the next turn of a conversation). Only the worker thread touches them.
-        self._cache: list[Any] | None = None
-        self._cache_tokens: list[int] = []
+        self.prompt_cache = PromptCache(model, options.prompt_cache_bytes)  # only the worker thread touches it
         self._grammar_tokenizer: Any = None  # llguidance's tokenizer, built on the first structured request
         self._closing = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self.last_used = time.monotonic()
         config = getattr(tokenizer, "init_kwargs", {}) or {}
         self._parser_type = config.get("tool_parser_type")
         self._think = (tokenizer.think_start, tokenizer.think_end) if tokenizer.has_thinking else None
+        self.scheduler = Scheduler(self, executor, options.max_batch_size if _batchable_model(model) else 1)
 
     @classmethod
     async def load(cls, model_id: str, path: str, *, context_window: int | None = None,
-                   prefill_step_size: int = 2048, default_temperature: float = 1.0,
-                   default_max_tokens: int = 512) -> MlxEngine:
+                   options: EngineOptions | None = None) -> MlxEngine:
+        options = options or EngineOptions()
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mlx-{model_id[-24:]}")
         start = time.perf_counter()
         try:
             model, tokenizer, config = await asyncio.get_running_loop().run_in_executor(executor, _load, path)
+            compute = await asyncio.get_running_loop().run_in_executor(executor, apply_dtype, model,
+                                                                       options.cpu_dtype)
         except BaseException:
             executor.shutdown(wait=False)
             raise
         metrics.LLM_LOAD_SECONDS.labels(model_id).observe(time.perf_counter() - start)
         window = context_window or config.get("max_position_embeddings") or 4096
-        return cls(model_id, executor, model, tokenizer, int(window), prefill_step_size, default_temperature,
-                   default_max_tokens)
+        return cls(model_id, executor, model, tokenizer, int(window), options, compute)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._jobs)
 
     # -- prompt ---------------------------------------------------------------------------------------------
 
@@ -191,37 +222,46 @@ class MlxEngine:
         job = _Job(params=params, emit=emit, started=time.perf_counter())
         self._jobs.add(job)
         self._idle.clear()
-        loop.run_in_executor(self._executor, self._run, job)
+        self.last_used = time.monotonic()
+        self.scheduler.submit(job)
         try:
-            item = await queue.get()
-            while item is not _END:
-                if isinstance(item, BaseException):
-                    raise item
-                following = None
-                # Deltas that piled up while the consumer was busy go out as one: fewer, larger chunks.
-                while not item.finish_reason and not queue.empty():
-                    following = queue.get_nowait()
-                    if not isinstance(following, ChatDelta):
-                        break  # an end or an error: handled after this delta
-                    item, following = _merge(item, following), None
-                yield item
-                item = following if following is not None else await queue.get()
+            async for delta in _drain(queue):
+                yield delta
         finally:
             job.cancel.set()  # a consumer that went away stops the worker at its next token
             self._jobs.discard(job)
+            self.last_used = time.monotonic()
             if not self._jobs:
                 self._idle.set()
 
-    def _run(self, job: _Job) -> None:
+    def single_reason(self, params: ChatParams) -> str | None:
+        """Why a request must run alone rather than in the batch (None: it can be batched)."""
+        if params.seed is not None:
+            # MLX draws from one process-wide generator: in a batch, the other requests' draws would interleave
+            # with this one's, so its seed could not reproduce its output.
+            return "seed"
+        return None
+
+    def run_single(self, job: _Job) -> None:
+        """The request alone on the model (worker thread): mlx-lm's stream_generate."""
         try:
             if job.unloaded:
                 raise _unloaded(self.model_id)
             if not job.cancel.is_set():
                 self._generate(job)
         except Exception as exc:  # surfaced to the request; never kills the worker thread
-            job.emit(exc if isinstance(exc, ApiError) else LlmError("Generation failed", f"{type(exc).__name__}: {exc}"))
+            self.fail(job, exc)
         finally:
             job.emit(_END)
+
+    def fail(self, job: _Job, exc: BaseException) -> None:
+        job.emit(exc if isinstance(exc, ApiError) else LlmError("Generation failed", f"{type(exc).__name__}: {exc}"))
+
+    def end(self, job: _Job) -> None:
+        job.emit(_END)
+
+    def unloaded_error(self) -> ModelUnavailable:
+        return _unloaded(self.model_id)
 
     def _sampling(self, params: ChatParams) -> tuple[Any, list[Any]]:
         """The request's sampler and logits processors (fresh objects: nothing is shared between requests)."""
@@ -235,7 +275,7 @@ class MlxEngine:
                                  param="logit_bias")
         if params.seed is not None:
             mx.random.seed(params.seed)  # the worker is the only thread drawing from MLX's generator
-        temperature = self._default_temperature if params.temperature is None else params.temperature
+        temperature = self.options.default_temperature if params.temperature is None else params.temperature
         sampler = make_sampler(temp=temperature, top_p=params.top_p or 0.0, min_p=params.min_p or 0.0,
                                top_k=params.top_k or 0)
         processors = make_logits_processors(logit_bias=bias or None, repetition_penalty=params.repetition_penalty,
@@ -250,13 +290,14 @@ class MlxEngine:
             processors.append(GrammarProcessor(self._grammar_tokenizer, grammar))
         return sampler, processors
 
-    def _generate(self, job: _Job) -> None:
-        params, tokenizer = job.params, self._tokenizer
+    def prepare(self, params: ChatParams) -> Prepared:
+        """Validate a request against the model and build what its generation needs (worker thread)."""
+        tokenizer = self._tokenizer
         if params.tools and params.tool_choice not in (None, "auto", "none") and tokenizer.tool_parser is None:
             raise RequestInvalid(f"Model {self.model_id} has no tool-call parser, so tool_choice "
                                  f"{params.tool_choice!r} cannot be enforced", param="tool_choice")
         prompt = self._prompt_tokens(params)
-        max_tokens = params.max_tokens or min(self._default_max_tokens, self.context_window - len(prompt))
+        max_tokens = params.max_tokens or min(self.options.default_max_tokens, self.context_window - len(prompt))
         if max_tokens < 1 or len(prompt) + max_tokens > self.context_window:
             raise ContextTooLong(f"{len(prompt)} prompt tokens + max_tokens {max_tokens} exceed the context window "
                                  f"of {self.context_window}", param="messages")
@@ -264,34 +305,53 @@ class MlxEngine:
                               params.tools, emit_calls=bool(params.tools) and params.tool_choice != "none",
                               think=self._think, thinking=self._opens_thinking(prompt))
         parser.feed(forced_prefix(params, tokenizer.tool_call_start, self._parser_type))
-        cache, reused = self._take_cache(prompt)
-        run = self._decode(job, prompt, reused, cache, parser, max_tokens)
-        # counted even when cancelled: the tokens were computed
-        metrics.LLM_TOKENS.labels(self.model_id).inc(run.generated)
-        metrics.LLM_PROMPT_TOKENS.labels(self.model_id).inc(len(prompt))
+        sampler, processors = self._sampling(params)
+        return Prepared(prompt, max_tokens, parser, sampler, processors)
+
+    def _generate(self, job: _Job) -> None:
+        prep = self.prepare(job.params)
+        cache, reused = self.prompt_cache.lookup(prep.prompt)
+        run = self._decode(job, prep, reused, cache)
+        if not job.cancel.is_set():
+            self._keep_cache(cache, run.seen)
+        self.finish(job, prep, run, reused)
         if job.unloaded:
             raise _unloaded(self.model_id)
+
+    def finish(self, job: _Job, prep: Prepared, run: Decoded, reused: int) -> None:
+        """Metrics, then the final delta (held-back text, finish reason, usage) unless the client left."""
+        # counted even when cancelled: the tokens were computed
+        metrics.LLM_TOKENS.labels(self.model_id).inc(run.generated)
+        metrics.LLM_PROMPT_TOKENS.labels(self.model_id).inc(len(prep.prompt))
         if job.cancel.is_set():
             return
-        self._keep_cache(cache, run.seen)
-        tail = parser.finish()
+        tail = prep.parser.finish()
         called = run.called or bool(tail.tool_calls)
         if run.generated > 1 and run.decode_s > 0:
             metrics.LLM_TPS.labels(self.model_id).observe((run.generated - 1) / run.decode_s)
         job.emit(ChatDelta(text=tail.text, tool_calls=tail.tool_calls, reasoning=tail.reasoning,
                            finish_reason="tool_calls" if called and run.finish != "length" else run.finish,
-                           stop_sequence=parser.stopped_by,
-                           usage=Usage(prompt_tokens=len(prompt), completion_tokens=run.generated,
+                           stop_sequence=prep.parser.stopped_by,
+                           usage=Usage(prompt_tokens=len(prep.prompt), completion_tokens=run.generated,
                                        cached_tokens=reused)))
 
-    def _decode(self, job: _Job, prompt: list[int], reused: int, cache: list[Any], parser: OutputParser,
-                max_tokens: int) -> _Decoded:
+    def first_token(self, job: _Job) -> float:
+        tic = time.perf_counter()
+        metrics.LLM_TTFT.labels(self.model_id).observe(tic - job.started)
+        return tic
+
+    def emit_piece(self, job: _Job, run: Decoded, piece: Any, logprobs: list[dict[str, Any]] | None) -> None:
+        if piece.text or piece.reasoning or piece.tool_calls or logprobs:
+            run.called |= bool(piece.tool_calls)
+            job.emit(ChatDelta(text=piece.text, tool_calls=piece.tool_calls, reasoning=piece.reasoning,
+                               logprobs=logprobs))
+
+    def _decode(self, job: _Job, prep: Prepared, reused: int, cache: list[Any]) -> Decoded:
         """Run mlx-lm on the prompt (after the `reused` cached tokens), emitting clean deltas as they come."""
         import mlx.core as mx
         from mlx_lm import stream_generate
 
-        sampler, processors = self._sampling(job.params)
-        run = _Decoded(seen=list(prompt))
+        run = Decoded(seen=list(prep.prompt))
         tic = time.perf_counter()
 
         def between_prefill_steps(done: int, total: int) -> None:
@@ -299,23 +359,19 @@ class MlxEngine:
                 raise _Cancelled
 
         try:
-            for response in stream_generate(self._model, self._tokenizer, mx.array(prompt[reused:]),
-                                            max_tokens=max_tokens, sampler=sampler, logits_processors=processors,
-                                            prompt_cache=cache, prefill_step_size=self._prefill_step_size,
+            for response in stream_generate(self._model, self._tokenizer, mx.array(prep.prompt[reused:]),
+                                            max_tokens=prep.max_tokens, sampler=prep.sampler,
+                                            logits_processors=prep.processors, prompt_cache=cache,
+                                            prefill_step_size=self.options.prefill_step_size,
                                             prompt_progress_callback=between_prefill_steps):
                 run.seen.append(response.token)
                 if job.cancel.is_set():
                     break
                 if run.generated == 0:
-                    tic = time.perf_counter()
-                    metrics.LLM_TTFT.labels(self.model_id).observe(tic - job.started)
+                    tic = self.first_token(job)
                 run.generated = response.generation_tokens
-                piece = parser.feed(response.text)
-                logprobs = self._logprobs(response, job.params) if job.params.logprobs else None
-                if piece.text or piece.reasoning or piece.tool_calls or logprobs:
-                    run.called |= bool(piece.tool_calls)
-                    job.emit(ChatDelta(text=piece.text, tool_calls=piece.tool_calls, reasoning=piece.reasoning,
-                                       logprobs=logprobs))
+                piece = prep.parser.feed(response.text)
+                self.emit_piece(job, run, piece, self.logprobs(response, job.params))
                 if piece.stopped:
                     run.finish = "stop"
                     break
@@ -332,25 +388,8 @@ class MlxEngine:
         start = self._tokenizer.rfind_think_start(prompt)
         return start >= 0 and start > self._tokenizer.rfind_think_end(prompt)
 
-    def _take_cache(self, prompt: list[int]) -> tuple[list[Any], int]:
-        """The kept KV cache trimmed to its common beginning with `prompt` (and how many tokens that saves), or a
-        fresh one. Taking it leaves none behind, so a failed or cancelled generation cannot leave a torn cache."""
-        from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
-
-        cache, tokens = self._cache, self._cache_tokens
-        self._cache, self._cache_tokens = None, []
-        if cache is not None and can_trim_prompt_cache(cache):
-            common = 0
-            for a, b in zip(tokens, prompt[:-1]):  # at least one prompt token must run, to give the logits
-                if a != b:
-                    break
-                common += 1
-            if common:
-                trim_prompt_cache(cache, len(tokens) - common)
-                return cache, common
-        return make_prompt_cache(self._model), 0
-
     def _keep_cache(self, cache: list[Any], seen: list[int]) -> None:
+        """Store the single path's cache under the tokens it holds (stream_generate may run one token ahead)."""
         offset = getattr(cache[0], "offset", None) if cache else None
         if not isinstance(offset, int):
             return
@@ -361,11 +400,14 @@ class MlxEngine:
                 return
             trim_prompt_cache(cache, offset - len(seen))
             offset = len(seen)
-        self._cache, self._cache_tokens = cache, seen[:offset]
+        self.prompt_cache.keep(seen[:offset], cache)
 
-    def _logprobs(self, response: Any, params: ChatParams) -> list[dict[str, Any]]:
+    def logprobs(self, response: Any, params: ChatParams) -> list[dict[str, Any]] | None:
+        """OpenAI `logprobs.content` entries for a response's token (None unless the request asked)."""
         import mlx.core as mx
 
+        if not params.logprobs:
+            return None
         row = response.logprobs
 
         def entry(token: int, value: float) -> dict[str, Any]:
@@ -380,6 +422,14 @@ class MlxEngine:
             order = mx.argsort(-values)
             top = [entry(int(t), float(v)) for t, v in zip(ids[order].tolist(), values[order].tolist())]
         return [{**entry(response.token, float(row[response.token].item())), "top_logprobs": top}]
+
+    @property
+    def model(self) -> Any:
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
 
     # -- release --------------------------------------------------------------------------------------------
 
@@ -398,11 +448,50 @@ class MlxEngine:
     def _release(self) -> None:
         import mlx.core as mx
 
+        self.scheduler.release()
+        self.prompt_cache.clear()
         self._model = None
         self._tokenizer = None
-        self._cache, self._cache_tokens = None, []
+        self.prompt_cache = PromptCache(None, 0)
         gc.collect()
         mx.clear_cache()  # MLX keeps freed buffers in a pool; give them back before the next model loads
+        _trim_malloc()
+
+
+def _trim_malloc() -> None:
+    """Hand freed heap memory back to the system. On the CPU, MLX's buffers come from malloc; once glibc has raised
+    its mmap threshold (it does after large frees) they live in heap arenas, which free() alone does not shrink,
+    so without this a swapped-out model's weights stay in the process's RSS."""
+    if sys.platform != "linux":
+        return
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim): nothing to do
+        pass
+
+
+async def _drain(queue: asyncio.Queue[Any]) -> AsyncIterator[ChatDelta]:
+    """The deltas a worker put on `queue`, until its end marker; a worker's exception is raised here."""
+    item = await queue.get()
+    while item is not _END:
+        if isinstance(item, BaseException):
+            raise item
+        following = None
+        # Deltas that piled up while the consumer was busy go out as one: fewer, larger chunks.
+        while not item.finish_reason and not queue.empty():
+            following = queue.get_nowait()
+            if not isinstance(following, ChatDelta):
+                break  # an end or an error: handled after this delta
+            item, following = _merge(item, following), None
+        yield item
+        item = following if following is not None else await queue.get()
+
+
+def _batchable_model(model: Any) -> bool:
+    """mlx-lm batches a model only when every layer's cache can be merged into a batch (as its server checks)."""
+    from mlx_lm.models.cache import make_prompt_cache
+
+    return all(hasattr(layer, "merge") for layer in make_prompt_cache(model))
 
 
 def _unloaded(model_id: str) -> ModelUnavailable:
