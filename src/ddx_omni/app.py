@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
         finally:
             for component in reversed(started):
                 try:
+                    log.debug("stopping %s", component.name)
                     await component.stop()
                 except Exception:  # one failing stop must not keep the others running
                     log.exception("stopping %s failed", component.name)

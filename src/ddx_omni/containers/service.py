@@ -94,9 +94,12 @@ class ContainersService:
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        for task in (self._probe, self._sweeper):  # the probe is let finish: it is short and owns a process
+        # the probe too is cancelled: on a loaded machine it can take seconds, and a stopping server must not
+        # wait for it (its own `finally` kills the probe's sandbox)
+        for task in (self._probe, self._sweeper):
+            if task is not None:
+                task.cancel()
+        for task in (self._probe, self._sweeper):
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
