@@ -54,7 +54,7 @@ def test_input_tokens_count_the_image(vision_server: str) -> None:
 
 
 @pytest.mark.parametrize(("image", "code"), [
-    ({"file_id": "file_abc"}, "unsupported_file_id"),  # /v1/files is not wired to images on this branch
+    ({"file_id": "file_abc"}, "file_not_found"),  # images by file_id go through /v1/files: an unknown id is a 404
     ({"image_url": "data:image/png;base64,@@@"}, "invalid_image"),
     ({"image_url": "http://127.0.0.1:1/x.png"}, "image_url_refused"),
     ({}, "invalid_request"),

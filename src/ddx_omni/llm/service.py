@@ -94,9 +94,10 @@ class LlmService:
         if self._compute is None:
             return None
         engine = self._engine
-        loaded = engine.compute if engine is not None else {}
-        batch = ({"max_batch_size": engine.scheduler.max_batch_size, "active": engine.scheduler.active}
-                 if engine is not None else None)
+        # the vision engine (mlx-vlm) neither casts nor batches: it has no `compute` nor `scheduler`
+        loaded = getattr(engine, "compute", None) or {}
+        scheduler = getattr(engine, "scheduler", None)
+        batch = {"max_batch_size": scheduler.max_batch_size, "active": scheduler.active} if scheduler else None
         return {**self._compute, "dtype": loaded.get("dtype"), "checkpoint_dtype": loaded.get("checkpoint_dtype"),
                 "batch": batch}
 
