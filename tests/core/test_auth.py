@@ -113,9 +113,9 @@ def test_websocket_carriers_accepted(client, url, headers, subprotocols, expecte
     ({}, ["token", "wrong"]),
 ])
 def test_websocket_refused_before_accept(client, headers, subprotocols):
-    with pytest.raises(WebSocketDisconnect) as info:
-        with client.websocket_connect("/ws-probe", headers=headers, subprotocols=subprotocols):
-            pass
+    with pytest.raises(WebSocketDisconnect) as info, \
+            client.websocket_connect("/ws-probe", headers=headers, subprotocols=subprotocols):
+        pass
     assert info.value.code == 1008
 
 
