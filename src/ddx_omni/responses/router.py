@@ -7,12 +7,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from ..core.paging import page_args
 from .schemas import (
     AddItemsRequest,
     CreateConversationRequest,
     CreateResponseRequest,
     UpdateConversationRequest,
-    bad_request,
 )
 from .service import ResponsesService
 
@@ -23,14 +23,6 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 def _service(request: Request) -> ResponsesService:
     return request.app.state.responses
-
-
-def _page_args(limit: int, order: str) -> dict[str, Any]:
-    if not 1 <= limit <= 100:
-        raise bad_request("limit: must be between 1 and 100", "limit")
-    if order not in ("asc", "desc"):
-        raise bad_request("order: must be 'asc' or 'desc'", "order")
-    return {"limit": limit, "order": order}
 
 
 @router.post("/responses", summary="Create a response (optionally streamed, chained, or in the background)")
@@ -70,7 +62,7 @@ async def cancel_response(response_id: str, request: Request) -> dict[str, Any]:
 @router.get("/responses/{response_id}/input_items", summary="List a response's input items")
 async def list_input_items(response_id: str, request: Request, after: str | None = None, limit: int = 20,
                            order: str = "desc") -> dict[str, Any]:
-    return await _service(request).input_items(response_id, after=after, **_page_args(limit, order))
+    return await _service(request).input_items(response_id, after=after, **page_args(limit, order))
 
 
 @router.post("/conversations", summary="Create a conversation")
@@ -102,7 +94,7 @@ async def add_items(conversation_id: str, body: AddItemsRequest, request: Reques
 @router.get("/conversations/{conversation_id}/items", summary="List a conversation's items")
 async def list_items(conversation_id: str, request: Request, after: str | None = None, limit: int = 20,
                      order: str = "desc") -> dict[str, Any]:
-    return await _service(request).list_items(conversation_id, after=after, **_page_args(limit, order))
+    return await _service(request).list_items(conversation_id, after=after, **page_args(limit, order))
 
 
 @router.get("/conversations/{conversation_id}/items/{item_id}", summary="Retrieve a conversation item")
