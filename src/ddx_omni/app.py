@@ -11,22 +11,23 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
+from .anthropic import router as anthropic_router
+from .anthropic import service as anthropic_service
 from .containers import router as containers_router
 from .containers import service as containers_service
 from .containers.service import ContainersService
-from .anthropic import router as anthropic_router
-from .anthropic import service as anthropic_service
 from .core import health, metrics
 from .core.auth import require_api_key, warn_if_open
 from .core.errors import install_error_handlers
 from .core.gateway import MULTIPART_SLACK, GatewayMiddleware, HttpMetrics
 from .core.health import Component
+from .core.openapi import install_openapi
 from .core.settings import Settings, load_settings
-from .llm import completions as completions_router
 from .embeddings import router as embeddings_router
 from .embeddings import service as embeddings_service
 from .files import router as files_router
 from .files import service as files_service
+from .llm import completions as completions_router
 from .llm import router as llm_router
 from .llm import service as llm_service
 from .responses import router as responses_router
@@ -135,4 +136,5 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
     app.include_router(stt_router.http_router, dependencies=protected)
     app.include_router(transcriptions_router.router, dependencies=protected)
     app.include_router(stt_router.ws_router)  # WebSockets authenticate before accept (core.auth)
+    install_openapi(app)
     return app
