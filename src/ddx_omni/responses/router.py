@@ -21,8 +21,10 @@ router = APIRouter(prefix="/v1", tags=["responses"])
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 # With `stream`, the 200 is a stream of server-sent events (docs/responses.md lists them) instead of JSON.
-SSE_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {
-    "schema": {"type": "string", "description": "`event: <type>` and `data: <json>` lines, one event each"}}}}}
+SSE_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {"schema": {
+    "type": "object", "description": "one server-sent event", "required": ["event", "data"],
+    "properties": {"event": {"type": "string", "description": "the event's type, e.g. response.output_text.delta"},
+                   "data": {"type": "string", "description": "the event as JSON: {type, sequence_number, …}"}}}}}}}
 
 
 def _service(request: Request) -> ResponsesService:
