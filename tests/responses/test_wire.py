@@ -15,6 +15,8 @@ from pydantic import BaseModel
 
 from ddx_omni.responses import wire
 
+from .support import ITEM_MODELS
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = [
     {"match": "(?i)weather", "reply": {"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}},
@@ -22,10 +24,6 @@ SCRIPT = [
 ]
 TOOL = {"type": "function", "name": "get_weather",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
-BY_TYPE: dict[str, type[BaseModel]] = {
-    "message": wire.MessageItem, "function_call": wire.FunctionCallItem,
-    "function_call_output": wire.FunctionCallOutputItem, "reasoning": wire.ReasoningItem,
-    "mcp_approval_response": wire.McpApprovalResponseItem, "compaction": wire.AgentItem}
 
 
 @pytest.fixture
@@ -42,7 +40,7 @@ def fits(model: type[BaseModel], answer: httpx.Response) -> dict[str, Any]:
     body = answer.json()
     model.model_validate(body)
     for item in body.get("output", body.get("data", [body] if "type" in body else [])):
-        BY_TYPE[item["type"]].model_validate(item)  # KeyError: an item type this test did not expect
+        ITEM_MODELS[item["type"]].model_validate(item)  # KeyError: an item type this test did not expect
     return body
 
 
