@@ -172,11 +172,13 @@ def error_response(path: str, exc: ApiError, headers: dict[str, str] | None = No
                         status_code=wire_status(path, exc.status), headers=headers)
 
 
+# The code of a status Starlette raises itself (unknown route, wrong method, a framework 4xx/5xx).
+_HTTP_CODES = {CODES[code].status: code for code in ("unauthorized", "not_found", "method_not_allowed",
+                                                     "payload_too_large", "request_invalid")}
+
+
 def _http_code(status: int) -> str:
-    """The code of a status Starlette raised itself (unknown route, wrong method, a framework 4xx/5xx)."""
-    by_status = {CODES[code].status: code for code in ("unauthorized", "not_found", "method_not_allowed",
-                                                       "payload_too_large", "request_invalid")}
-    return by_status.get(status, "request_invalid" if status < 500 else INTERNAL_ERROR)
+    return _HTTP_CODES.get(status, "request_invalid" if status < 500 else INTERNAL_ERROR)
 
 
 async def _on_api_error(request: Request, exc: Exception) -> JSONResponse:
