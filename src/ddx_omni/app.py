@@ -21,6 +21,7 @@ from .core.auth import require_api_key, warn_if_open
 from .core.errors import install_error_handlers
 from .core.gateway import MULTIPART_SLACK, GatewayMiddleware, HttpMetrics
 from .core.health import Component
+from .core.openapi import install_openapi
 from .core.settings import Settings, load_settings
 from .embeddings import router as embeddings_router
 from .embeddings import service as embeddings_service
@@ -135,4 +136,5 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
     app.include_router(stt_router.http_router, dependencies=protected)
     app.include_router(transcriptions_router.router, dependencies=protected)
     app.include_router(stt_router.ws_router)  # WebSockets authenticate before accept (core.auth)
+    install_openapi(app)
     return app

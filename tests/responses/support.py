@@ -1,5 +1,5 @@
-"""Test doubles and checkers of the Responses tests: a scripted engine that records its prompts, and the
-strict checker of a stream's event grammar."""
+"""Test doubles and checkers of the Responses tests: a scripted engine that records its prompts, the
+strict checker of a stream's event grammar, and the checker of a response against its wire models."""
 
 from __future__ import annotations
 
@@ -16,10 +16,27 @@ import asyncpg
 import httpx
 
 from ddx_omni.llm.engine import ChatDelta, ChatParams, ToolCall, Usage
+from ddx_omni.responses import wire
 from ddx_omni.responses.schemas import bad_request, new_id
 from ddx_omni.tools.base import Emit, FunctionSpec, ReplayedCall, ToolRequestContext
 
 Piece = str | ToolCall
+ITEM_MODELS: dict[str, type[wire.BaseModel]] = {
+    "message": wire.MessageItem, "function_call": wire.FunctionCallItem,
+    "function_call_output": wire.FunctionCallOutputItem, "reasoning": wire.ReasoningItem,
+    "mcp_list_tools": wire.McpListToolsItem, "mcp_call": wire.McpCallItem,
+    "mcp_approval_request": wire.McpApprovalRequestItem, "mcp_approval_response": wire.McpApprovalResponseItem,
+    "file_search_call": wire.FileSearchCallItem, "web_search_call": wire.WebSearchCallItem,
+    "code_interpreter_call": wire.CodeInterpreterCallItem, "compaction": wire.AgentItem}
+
+
+def assert_wire(body: Any) -> None:
+    """A response object (JSON, or the openai SDK's object) fits responses/wire.py's `Response`, and each of
+    its output items the model of its own type (not only the agents' catch-all)."""
+    body = body if isinstance(body, dict) else body.to_dict()
+    wire.Response.model_validate(body)
+    for item in body["output"]:
+        ITEM_MODELS[item["type"]].model_validate(item)
 
 
 def count_tokens(messages: list[dict[str, Any]]) -> int:

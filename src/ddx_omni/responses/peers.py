@@ -33,7 +33,7 @@ def replica_url(settings: Settings) -> str:
 
 
 class OwnerUnreachable(ApiError):
-    status, code = 503, "replica_unreachable"
+    code = "replica_unreachable"
 
 
 class Peers:

@@ -49,7 +49,7 @@ class PromptFitter:
         if self.truncation != "auto":
             raise bad_request(f"The input ({count} tokens) exceeds the context window of {self.engine.model_id} "
                               f"({self.engine.context_window} tokens, {self.budget} left for input). Shorten it or "
-                              f"set truncation='auto'.", "input", code="context_too_long")
+                              f"set truncation='auto'.", "input", code="context_length_exceeded")
         # binary search for the fewest oldest items to drop: O(log n) token counts, not O(n)
         low, high = 1, len(items) - 1 - keep
         best: int | None = None
@@ -66,4 +66,4 @@ class PromptFitter:
             if count <= self.budget:
                 return count, best
         raise bad_request(f"Even the newest input item alone exceeds the context window of {self.engine.model_id} "
-                          f"({self.budget} tokens left for input).", "input", code="context_too_long")
+                          f"({self.budget} tokens left for input).", "input", code="context_length_exceeded")

@@ -301,7 +301,7 @@ class ResponsesService:
         turn = self.turns.get(response_id)
         if turn is not None:
             turn.stop("cancelled")
-            await asyncio.wait([turn.task])  # type: ignore[list-item]
+            await _settled(turn)
         elif (owner := await self._owner_url(response_id)) is not None:
             await self.peers.call("POST", f"{owner}/v1/responses/{response_id}/cancel")
         if not await self.store.delete_response(response_id):
@@ -312,7 +312,7 @@ class ResponsesService:
         turn = self.turns.get(response_id)
         if turn is not None and turn.response["background"]:
             turn.stop("cancelled")
-            await asyncio.wait([turn.task])  # type: ignore[list-item]
+            await _settled(turn)
             return turn.response
         if (owner := await self._owner_url(response_id)) is not None:
             return await self.peers.call("POST", f"{owner}/v1/responses/{response_id}/cancel")
@@ -381,6 +381,12 @@ class ResponsesService:
         if not await self.store.delete_conversation_item(conversation_id, item_id):
             raise not_found(f"Item with id '{item_id}' not found in conversation '{conversation_id}'.")
         return conversation  # OpenAI answers an item deletion with the conversation
+
+
+async def _settled(turn: Turn) -> None:
+    """Wait for a stopped turn's task to save its response and end its stream."""
+    if turn.task is not None:
+        await asyncio.wait([turn.task])
 
 
 def _echo_in_order(tools: list[dict[str, Any]] | None, functions: list[dict[str, Any]],
