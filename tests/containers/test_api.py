@@ -12,13 +12,15 @@ import pytest
 from ddx_omni.containers.service import ContainersService
 from ddx_omni.responses.schemas import not_found
 
+from tests.responses.conftest import storage_url  # noqa: F401 - every test here runs on SQLite and PostgreSQL
+
 from .conftest import container_settings
 
 
 @pytest.fixture
-def client(server_factory: Callable[..., str], tmp_path: Path) -> openai.OpenAI:
+def client(server_factory: Callable[..., str], tmp_path: Path, storage_url: str) -> openai.OpenAI:  # noqa: F811
     # only this component: the containers API needs no model
-    service = ContainersService(container_settings(tmp_path))
+    service = ContainersService(container_settings(tmp_path, storage_url=storage_url))
     url = server_factory(None, {"code_interpreter": service})
     return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", timeout=30, max_retries=0)
 
@@ -75,8 +77,8 @@ def test_bad_requests_have_the_error_shape(client: openai.OpenAI) -> None:
     assert traversal.status_code == 400 and "error" in traversal.json()
 
 
-def test_max_containers(server_factory: Callable[..., str], tmp_path: Path) -> None:
-    service = ContainersService(container_settings(tmp_path, {"code_interpreter.max_containers": 2}))
+def test_max_containers(server_factory: Callable[..., str], tmp_path: Path, storage_url: str) -> None:  # noqa: F811
+    service = ContainersService(container_settings(tmp_path, {"code_interpreter.max_containers": 2}, storage_url))
     url = server_factory(None, {"code_interpreter": service})
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", timeout=30, max_retries=0)
     first = client.containers.create(name="1")
@@ -100,9 +102,10 @@ class UploadedFiles:
         return self.files[file_id]
 
 
-def test_file_ids_are_copied_into_mnt_data(server_factory: Callable[..., str], tmp_path: Path) -> None:
+def test_file_ids_are_copied_into_mnt_data(server_factory: Callable[..., str], tmp_path: Path,
+                                           storage_url: str) -> None:  # noqa: F811
     uploaded = UploadedFiles({"file-abc": ("sales.csv", b"q,n\n1,5\n"), "file-def": ("notes.txt", b"hi")})
-    service = ContainersService(container_settings(tmp_path), uploaded)
+    service = ContainersService(container_settings(tmp_path, storage_url=storage_url), uploaded)
     url = server_factory(None, {"code_interpreter": service})
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", timeout=30, max_retries=0)
     c = client.containers.create(name="with files", file_ids=["file-abc"])
