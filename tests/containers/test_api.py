@@ -11,7 +11,6 @@ import pytest
 
 from ddx_omni.containers.service import ContainersService
 from ddx_omni.responses.schemas import not_found
-
 from tests.responses.conftest import storage_url  # noqa: F401 - every test here runs on SQLite and PostgreSQL
 
 from .conftest import container_settings
