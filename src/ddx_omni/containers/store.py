@@ -54,6 +54,11 @@ class ContainerStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    @property
+    def path(self) -> str:
+        """Where the records are (the SQLite file, or the PostgreSQL URL without its password)."""
+        return self.db.describe()
+
     async def open(self) -> None:
         await self.db.open()
         await self.db.migrate(MIGRATIONS)
