@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from ddx_omni.containers.service import ContainersService
+from ddx_omni.containers.service import ContainersService, containers_database
+from ddx_omni.containers.store import ContainerStore
 from ddx_omni.responses.schemas import not_found
 from tests.responses.conftest import storage_url  # noqa: F401 - every test here runs on SQLite and PostgreSQL
 
@@ -114,3 +117,24 @@ def test_file_ids_are_copied_into_mnt_data(server_factory: Callable[..., str], t
     assert client.containers.files.content.retrieve(added.id, container_id=c.id).read() == b"hi"
     with pytest.raises(openai.NotFoundError):
         client.containers.create(name="bad", file_ids=["file-missing"])
+
+
+
+def test_concurrent_creates_get_distinct_uids(server_factory: Callable[..., str], tmp_path: Path,
+                                              storage_url: str) -> None:  # noqa: F811
+    """Each container's seq gives it its own uid: creates racing on one database must never share one."""
+    settings = container_settings(tmp_path, storage_url=storage_url)
+    url = server_factory(None, {"code_interpreter": ContainersService(settings)})
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", timeout=30, max_retries=0)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        made = list(pool.map(lambda n: client.containers.create(name=f"race {n}").id, range(16)))
+
+    async def seqs() -> list[int]:
+        store = ContainerStore(containers_database(settings))  # a connection of its own, on this loop
+        await store.open()
+        try:
+            return [(await store.container(c))["seq"] for c in made]  # type: ignore[index]
+        finally:
+            await store.close()
+
+    assert sorted(asyncio.run(seqs())) == list(range(1, 17))

@@ -35,7 +35,9 @@ CREATE TABLE container_files (
     created_at {int} NOT NULL,
     source TEXT NOT NULL,           -- user | assistant
     UNIQUE (container_id, path)
-)
+);
+CREATE TABLE container_seq (n {int} NOT NULL);
+INSERT INTO container_seq (n) SELECT COALESCE(MAX(seq), 0) FROM containers
 """
 MIGRATIONS = Migrations("containers_schema_version", sqlite=(_CONTAINERS.format(int="INTEGER"),),
                         postgresql=(_CONTAINERS.format(int="BIGINT"),))
@@ -71,12 +73,12 @@ class ContainerStore:
 
     # ---- containers ----------------------------------------------------------------------------------------
     async def add_container(self, row: dict[str, Any]) -> dict[str, Any]:
-        """Insert; its `seq` is one above the highest so far (in the same transaction)."""
-        values = tuple(0 if column == "seq" else row[column] for column in CONTAINER_COLUMNS)
-        await self.db.transaction([
-            _one(f"INSERT INTO containers ({_CONTAINERS_SQL}) VALUES ({', '.join('?' * len(values))})", *values),
-            _one("UPDATE containers SET seq = (SELECT COALESCE(MAX(seq), 0) + 1 FROM containers) WHERE id = ?",
-                 row["id"])])
+        """Insert, with the next `seq`: the counter's row lock orders concurrent creates (on PostgreSQL too, where
+        MAX(seq) + 1 would give two of them the same uid)."""
+        values = tuple(row[column] for column in CONTAINER_COLUMNS if column != "seq")
+        marks = ", ".join("(SELECT n FROM container_seq)" if c == "seq" else "?" for c in CONTAINER_COLUMNS)
+        await self.db.transaction([_one("UPDATE container_seq SET n = n + 1"),
+                                   _one(f"INSERT INTO containers ({_CONTAINERS_SQL}) VALUES ({marks})", *values)])
         made = await self.container(row["id"])
         assert made is not None
         return made
