@@ -317,7 +317,7 @@ class CodeInterpreterSettings(_Section):
     data_dir: Path = Field(default_factory=lambda: state_dir() / "containers")  # containers' /mnt/data + records
     # without bubblewrap the code interpreter is refused (400); true runs code as plain, unisolated processes
     allow_unsandboxed: bool = False
-    max_containers: int = Field(32, ge=1)  # running containers at once (more → 429)
+    max_containers: int = Field(32, ge=1)  # running containers at once on this replica (more → 429)
     timeout_s: float = Field(60.0, gt=0)  # wall clock of one call; past it the container's process group is killed
     idle_minutes: int = Field(20, ge=1, le=10080)  # expiry after the last activity, when a create names none
     memory_limit: Literal["1g", "4g", "16g", "64g"] = "1g"  # default address-space limit of a container
