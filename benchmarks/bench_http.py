@@ -43,8 +43,8 @@ def wait_up(url: str) -> None:
     raise RuntimeError(f"{url} did not start")
 
 
-def start_servers(log_level: str, tmp: Path) -> tuple[list[subprocess.Popen[bytes]], dict[str, str]]:
-    omni_port, bare_port = free_port(), free_port()
+def start_servers(log_level: str, tmp: Path, port: int) -> tuple[list[subprocess.Popen[bytes]], dict[str, str]]:
+    omni_port, bare_port = (port, port + 1) if port else (free_port(), free_port())
     env = {**os.environ, "XDG_STATE_HOME": str(tmp), "DDX_RESPONSES__DB_PATH": str(tmp / "r.db")}
     omni = subprocess.Popen([sys.executable, "-m", "ddx_omni.cli", "serve", "--port", str(omni_port),
                              "--log-level", log_level], env=env, cwd=tmp)
@@ -72,11 +72,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--port", type=int, default=0, help="ddx-omni's port, the bare app's is the next (default: free)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "post.lua"
         script.write_text(LUA)
-        procs, urls = start_servers(args.log_level, Path(tmp))
+        procs, urls = start_servers(args.log_level, Path(tmp), args.port)
         try:
             runs: dict[str, list[tuple[float, float]]] = {name: [] for name in urls}
             for _ in range(args.rounds):
