@@ -83,12 +83,12 @@ def include_protected(app: FastAPI, router: APIRouter) -> None:
         operations = app.state.protected_operations = set()
         _document_security(app, operations)
     operations.update((route.path, method.lower()) for route in router.routes if isinstance(route, APIRoute)
-                      for method in route.methods)
+                      for method in route.methods or ())
 
 
 def _document_security(app: FastAPI, operations: set[tuple[str, str]]) -> None:
     generate = app.openapi
-    requirement = [{scheme.scheme_name: []} for scheme in SCHEMES]
+    requirement: list[dict[str, list[str]]] = [{scheme.scheme_name: []} for scheme in SCHEMES]
     definitions = {scheme.scheme_name: jsonable_encoder(scheme.model, by_alias=True, exclude_none=True)
                    for scheme in SCHEMES}
 
