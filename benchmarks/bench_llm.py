@@ -55,6 +55,21 @@ class Peer:
     runs: list[Run] = field(default_factory=list)
 
 
+def gateway_argv(model_dir: Path, port: int) -> list[str]:
+    return [sys.executable, "-m", "ddx_omni.cli", "serve", "--real", "--model", str(model_dir), "--port", str(port),
+            "--log-level", "warning"]
+
+
+def gateway_ready(health: httpx.Response) -> bool:
+    return health.json()["components"]["llm"]["state"] == "ready"
+
+
+def server_argv(model_dir: Path, port: int) -> list[str]:
+    """Stock `mlx_lm.server`, greedy like the other peers."""
+    return [sys.executable, "-m", "mlx_lm", "server", "--model", str(model_dir), "--port", str(port), "--temp", "0",
+            "--log-level", "WARNING"]
+
+
 def _preload_openblas() -> None:
     if sys.platform == "linux" and Path(OPENBLAS).exists() and OPENBLAS not in os.environ.get("LD_PRELOAD", ""):
         env = {**os.environ, "LD_PRELOAD": f"{OPENBLAS} {os.environ.get('LD_PRELOAD', '')}".strip()}
@@ -194,20 +209,15 @@ def main() -> None:
     env_note = "OpenBLAS preloaded" if OPENBLAS in os.environ.get("LD_PRELOAD", "") else "bundled BLAS"
     print(f"model {model_dir} ({env_note}); logs in {logs}", flush=True)
 
-    gateway = [sys.executable, "-m", "ddx_omni.cli", "serve", "--real", "--model", str(model_dir),
-               "--port", str(gw_port), "--log-level", "warning"]
-    server = [sys.executable, "-m", "mlx_lm", "server", "--model", str(model_dir), "--port", str(srv_port),
-              "--temp", "0", "--log-level", "WARNING"]
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_process(gateway, f"http://127.0.0.1:{gw_port}/health",
-                                     lambda r: r.json()["components"]["llm"]["state"] == "ready",
-                                     logs / "gateway.log"))
+        stack.enter_context(_process(gateway_argv(model_dir, gw_port), f"http://127.0.0.1:{gw_port}/health",
+                                     gateway_ready, logs / "gateway.log"))
         raw = stack.enter_context(_raw_peer(model_dir, eos, args.max_tokens, logs / "raw.log"))
         peers = [Peer("raw mlx_lm.stream_generate", raw),
                  Peer("ddx-omni gateway (HTTP SSE)", _http_run(f"http://127.0.0.1:{gw_port}", str(model_dir), eos,
                                                                args.max_tokens))]
         if not args.no_server:
-            stack.enter_context(_process(server, f"http://127.0.0.1:{srv_port}/health",
+            stack.enter_context(_process(server_argv(model_dir, srv_port), f"http://127.0.0.1:{srv_port}/health",
                                          lambda r: r.status_code == 200, logs / "mlx_lm_server.log"))
             peers.append(Peer("mlx_lm.server (HTTP SSE)", _http_run(f"http://127.0.0.1:{srv_port}", str(model_dir),
                                                                     eos, args.max_tokens)))

@@ -38,7 +38,17 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_llm import DEFAULT_DIR, OPENBLAS, Run, _ensure_model, _http_run, _process
+from bench_llm import (
+    DEFAULT_DIR,
+    OPENBLAS,
+    Run,
+    _ensure_model,
+    _http_run,
+    _process,
+    gateway_argv,
+    gateway_ready,
+    server_argv,
+)
 from harness import free_port, percentile, probing_health
 
 PROMPT = "Round {round}, reader {reader}: write a short story about a lighthouse keeper and a message in a bottle."
@@ -82,16 +92,12 @@ def _burst(peer: Peer, eos: int, rnd: int, streams: int, max_tokens: int) -> Bur
 @contextlib.contextmanager
 def _peers(model_dir: Path, logs: Path, preload_server: bool) -> Iterator[list[Peer]]:
     gw_port, srv_port = free_port(), free_port()
-    gateway = [sys.executable, "-m", "ddx_omni.cli", "serve", "--real", "--model", str(model_dir),
-               "--port", str(gw_port), "--log-level", "warning"]
-    server = [sys.executable, "-m", "mlx_lm", "server", "--model", str(model_dir), "--port", str(srv_port),
-              "--temp", "0", "--log-level", "WARNING"]
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_process(gateway, f"http://127.0.0.1:{gw_port}/health",
-                                     lambda r: r.json()["components"]["llm"]["state"] == "ready",
-                                     logs / "gateway.log", env=_clean_env(preload=False)))
-        stack.enter_context(_process(server, f"http://127.0.0.1:{srv_port}/health", lambda r: r.status_code == 200,
-                                     logs / "mlx_lm_server.log", env=_clean_env(preload=preload_server)))
+        stack.enter_context(_process(gateway_argv(model_dir, gw_port), f"http://127.0.0.1:{gw_port}/health",
+                                     gateway_ready, logs / "gateway.log", env=_clean_env(preload=False)))
+        stack.enter_context(_process(server_argv(model_dir, srv_port), f"http://127.0.0.1:{srv_port}/health",
+                                     lambda r: r.status_code == 200, logs / "mlx_lm_server.log",
+                                     env=_clean_env(preload=preload_server)))
         compute = httpx.get(f"http://127.0.0.1:{gw_port}/health", timeout=10).json()["components"]["llm"]["compute"]
         print(f"ddx-omni compute: {compute}", flush=True)
         yield [Peer("ddx-omni", f"http://127.0.0.1:{gw_port}", str(model_dir)),
@@ -229,10 +235,8 @@ def cache(model_dir: Path, logs: Path, eos: int, args: argparse.Namespace) -> st
     for label, size in (("on", None), ("off", "0")):
         port = free_port()
         env = _clean_env(preload=False) | ({"DDX_LLM__PROMPT_CACHE_BYTES": size} if size else {})
-        argv = [sys.executable, "-m", "ddx_omni.cli", "serve", "--real", "--model", str(model_dir), "--port",
-                str(port), "--log-level", "warning"]
-        with _process(argv, f"http://127.0.0.1:{port}/health",
-                      lambda r: r.json()["components"]["llm"]["state"] == "ready", logs / f"cache_{label}.log", env):
+        with _process(gateway_argv(model_dir, port), f"http://127.0.0.1:{port}/health", gateway_ready,
+                      logs / f"cache_{label}.log", env):
             url = f"http://127.0.0.1:{port}"
             with ThreadPoolExecutor(5) as pool:
                 results = list(pool.map(_conversation, [url] * 5, [eos] * 5, range(5), [args.turns] * 5))

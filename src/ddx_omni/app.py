@@ -18,7 +18,7 @@ from .containers import router as containers_router
 from .containers import service as containers_service
 from .containers.service import ContainersService
 from .core import health, metrics
-from .core.auth import include_protected, warn_if_open
+from .core.auth import ProtectedRoutes, document_security, include_protected, warn_if_open
 from .core.errors import install_error_handlers
 from .core.gateway import MULTIPART_SLACK, GatewayMiddleware, HttpMetrics
 from .core.health import Component
@@ -113,6 +113,8 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
     if "llm" in app.state.components:  # the Messages API is another wire format of the LLM component
         app.state.anthropic = anthropic_service.create_service(settings, app.state.components["llm"])
 
+    app.state.protected_routes = protected = ProtectedRoutes()  # filled by include_protected below
+    document_security(app, protected)
     install_error_handlers(app)
     # Outermost last: the gateway layer wraps everything, so that even a 413 or a CORS preflight carries the id.
     app.add_middleware(CORSMiddleware, allow_origins=settings.server.cors_origins, allow_credentials=True,
@@ -121,7 +123,8 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
                        max_bytes=settings.server.max_body_bytes, metrics=HttpMetrics(
                            metrics.HTTP_REQUESTS, metrics.HTTP_LATENCY, metrics.HTTP_IN_FLIGHT),
                        # an upload has its own cap, [files].max_bytes
-                       routes=(("/v1/files", settings.files.max_bytes + MULTIPART_SLACK, "[files].max_bytes"),))
+                       routes=(("/v1/files", settings.files.max_bytes + MULTIPART_SLACK, "[files].max_bytes"),),
+                       protected=protected, api_keys=settings.auth.api_keys)
 
     # The API routers first: FastAPI tries the routes in order, and these take nearly all the traffic. No path
     # is served by two routers, so the order changes nothing else.

@@ -135,3 +135,15 @@ def test_openapi_declares_security_schemes(client):
     assert doc["paths"]["/v1/chat/completions"]["post"]["security"] == protected  # the app's own routers
     assert "security" not in doc["paths"]["/health"]["get"]
     assert "security" not in doc["paths"]["/v1/models"]["get"]
+
+
+def test_key_checked_per_operation_before_routing(client):
+    """The gateway checks keys by (method, path) of the protected operations: templated paths too, and a
+    method or path no protected operation has still gets FastAPI's own 405 / 404."""
+    assert client.get("/v1/responses/resp_123").status_code == 401  # templated protected route
+    assert client.get("/v1/responses/resp_123", headers={"X-API-Key": KEY}).status_code == 404  # then routed
+    assert client.get("/v1/chat/completions").status_code == 405  # only POST is protected
+    assert client.get("/v1/nothing-here").status_code == 404
+    anthropic = client.post("/v1/messages", json={})
+    assert anthropic.status_code == 401 and anthropic.json()["error"]["type"] == "authentication_error"
+    assert anthropic.headers["x-request-id"]  # the gateway's own answer carries the id too
