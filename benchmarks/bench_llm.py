@@ -19,20 +19,19 @@ import argparse
 import contextlib
 import importlib.util
 import json
-import math
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from harness import free_port, percentile, probing_health
 
 REPO = Path(__file__).resolve().parents[1]
 OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3"
@@ -56,10 +55,19 @@ class Peer:
     runs: list[Run] = field(default_factory=list)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def gateway_argv(model_dir: Path, port: int) -> list[str]:
+    return [sys.executable, "-m", "ddx_omni.cli", "serve", "--real", "--model", str(model_dir), "--port", str(port),
+            "--log-level", "warning"]
+
+
+def gateway_ready(health: httpx.Response) -> bool:
+    return health.json()["components"]["llm"]["state"] == "ready"
+
+
+def server_argv(model_dir: Path, port: int) -> list[str]:
+    """Stock `mlx_lm.server`, greedy like the other peers."""
+    return [sys.executable, "-m", "mlx_lm", "server", "--model", str(model_dir), "--port", str(port), "--temp", "0",
+            "--log-level", "WARNING"]
 
 
 def _preload_openblas() -> None:
@@ -158,23 +166,8 @@ def _raw_peer(model_dir: Path, eos: int, max_tokens: int, log: Path) -> Iterator
 def _health_during_generation(url: str, run: Callable[[list[dict[str, str]]], Run]) -> list[float]:
     """/health latencies (ms), probed every 50 ms while the gateway streams one more generation."""
     latencies: list[float] = []
-    done = threading.Event()
-
-    def probe() -> None:
-        with httpx.Client(timeout=10) as client:
-            while not done.is_set():
-                start = time.perf_counter()
-                client.get(f"{url}/health")
-                latencies.append((time.perf_counter() - start) * 1000)
-                time.sleep(0.05)
-
-    prober = threading.Thread(target=probe)
-    prober.start()
-    try:
+    with probing_health(url, latencies):
         run([{"role": "user", "content": "One more story, while /health is probed."}])
-    finally:
-        done.set()
-        prober.join()
     return latencies
 
 
@@ -188,10 +181,10 @@ def _table(peers: list[Peer], max_tokens: int, rounds: int) -> str:
     for peer in peers:
         tps = statistics.median(r.decode_tps for r in peer.runs)
         ttft = statistics.median(r.ttft_s for r in peer.runs) * 1000
-        ratio = statistics.median(r.decode_tps / b.decode_tps for r, b in zip(peer.runs, raw.runs))
-        delta = statistics.median((r.ttft_s - b.ttft_s) * 1000 for r, b in zip(peer.runs, raw.runs))
+        ratio = statistics.median(r.decode_tps / b.decode_tps for r, b in zip(peer.runs, raw.runs, strict=True))
+        delta = statistics.median((r.ttft_s - b.ttft_s) * 1000 for r, b in zip(peer.runs, raw.runs, strict=True))
         total = statistics.median(r.total_s for r in peer.runs)
-        total_ratio = statistics.median(r.total_s / b.total_s for r, b in zip(peer.runs, raw.runs))
+        total_ratio = statistics.median(r.total_s / b.total_s for r, b in zip(peer.runs, raw.runs, strict=True))
         lines.append(f"| {peer.name} | {tps:.2f} | {ttft:.0f} | {total:.2f} | {ratio:.1%} | {delta:+.0f} | "
                      f"{total_ratio:.1%} | {len(peer.runs)} |")
     same = all(p.runs[i].text == raw.runs[i].text for p in peers for i in range(rounds))
@@ -212,24 +205,19 @@ def main() -> None:
     model_dir = _ensure_model(args.model_dir.expanduser())
     eos = json.loads((model_dir / "config.json").read_text())["eos_token_id"]
     logs = Path(tempfile.mkdtemp(prefix="bench_llm_"))
-    gw_port, srv_port = _free_port(), _free_port()
+    gw_port, srv_port = free_port(), free_port()
     env_note = "OpenBLAS preloaded" if OPENBLAS in os.environ.get("LD_PRELOAD", "") else "bundled BLAS"
     print(f"model {model_dir} ({env_note}); logs in {logs}", flush=True)
 
-    gateway = [sys.executable, "-m", "ddx_omni.cli", "serve", "--real", "--model", str(model_dir),
-               "--port", str(gw_port), "--log-level", "warning"]
-    server = [sys.executable, "-m", "mlx_lm", "server", "--model", str(model_dir), "--port", str(srv_port),
-              "--temp", "0", "--log-level", "WARNING"]
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_process(gateway, f"http://127.0.0.1:{gw_port}/health",
-                                     lambda r: r.json()["components"]["llm"]["state"] == "ready",
-                                     logs / "gateway.log"))
+        stack.enter_context(_process(gateway_argv(model_dir, gw_port), f"http://127.0.0.1:{gw_port}/health",
+                                     gateway_ready, logs / "gateway.log"))
         raw = stack.enter_context(_raw_peer(model_dir, eos, args.max_tokens, logs / "raw.log"))
         peers = [Peer("raw mlx_lm.stream_generate", raw),
                  Peer("ddx-omni gateway (HTTP SSE)", _http_run(f"http://127.0.0.1:{gw_port}", str(model_dir), eos,
                                                                args.max_tokens))]
         if not args.no_server:
-            stack.enter_context(_process(server, f"http://127.0.0.1:{srv_port}/health",
+            stack.enter_context(_process(server_argv(model_dir, srv_port), f"http://127.0.0.1:{srv_port}/health",
                                          lambda r: r.status_code == 200, logs / "mlx_lm_server.log"))
             peers.append(Peer("mlx_lm.server (HTTP SSE)", _http_run(f"http://127.0.0.1:{srv_port}", str(model_dir),
                                                                     eos, args.max_tokens)))
@@ -246,9 +234,8 @@ def main() -> None:
         health = _health_during_generation(f"http://127.0.0.1:{gw_port}", peers[1].run)
     print()
     print(_table(peers, args.max_tokens, args.rounds))
-    ordered = sorted(health)
-    print(f"gateway /health while generating: {len(ordered)} probes, median {statistics.median(ordered):.1f} ms, "
-          f"p95 {ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]:.1f} ms, max {ordered[-1]:.1f} ms")
+    print(f"gateway /health while generating: {len(health)} probes, median {statistics.median(health):.1f} ms, "
+          f"p95 {percentile(health, 0.95):.1f} ms, max {max(health):.1f} ms")
 
 
 if __name__ == "__main__":

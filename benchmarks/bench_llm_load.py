@@ -25,12 +25,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +38,18 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_llm import DEFAULT_DIR, OPENBLAS, Run, _ensure_model, _free_port, _http_run, _process  # noqa: E402
+from bench_llm import (
+    DEFAULT_DIR,
+    OPENBLAS,
+    Run,
+    _ensure_model,
+    _http_run,
+    _process,
+    gateway_argv,
+    gateway_ready,
+    server_argv,
+)
+from harness import free_port, percentile, probing_health
 
 PROMPT = "Round {round}, reader {reader}: write a short story about a lighthouse keeper and a message in a bottle."
 
@@ -81,44 +90,14 @@ def _burst(peer: Peer, eos: int, rnd: int, streams: int, max_tokens: int) -> Bur
 
 
 @contextlib.contextmanager
-def _probing(url: str, into: list[float]) -> Iterator[None]:
-    done = threading.Event()
-
-    def probe() -> None:
-        with httpx.Client(timeout=10) as client:
-            while not done.is_set():
-                tic = time.perf_counter()
-                client.get(f"{url}/health")
-                into.append((time.perf_counter() - tic) * 1000)
-                time.sleep(0.05)
-
-    thread = threading.Thread(target=probe)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join()
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
-@contextlib.contextmanager
 def _peers(model_dir: Path, logs: Path, preload_server: bool) -> Iterator[list[Peer]]:
-    gw_port, srv_port = _free_port(), _free_port()
-    gateway = [sys.executable, "-m", "ddx_omni.cli", "serve", "--real", "--model", str(model_dir),
-               "--port", str(gw_port), "--log-level", "warning"]
-    server = [sys.executable, "-m", "mlx_lm", "server", "--model", str(model_dir), "--port", str(srv_port),
-              "--temp", "0", "--log-level", "WARNING"]
+    gw_port, srv_port = free_port(), free_port()
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_process(gateway, f"http://127.0.0.1:{gw_port}/health",
-                                     lambda r: r.json()["components"]["llm"]["state"] == "ready",
-                                     logs / "gateway.log", env=_clean_env(preload=False)))
-        stack.enter_context(_process(server, f"http://127.0.0.1:{srv_port}/health", lambda r: r.status_code == 200,
-                                     logs / "mlx_lm_server.log", env=_clean_env(preload=preload_server)))
+        stack.enter_context(_process(gateway_argv(model_dir, gw_port), f"http://127.0.0.1:{gw_port}/health",
+                                     gateway_ready, logs / "gateway.log", env=_clean_env(preload=False)))
+        stack.enter_context(_process(server_argv(model_dir, srv_port), f"http://127.0.0.1:{srv_port}/health",
+                                     lambda r: r.status_code == 200, logs / "mlx_lm_server.log",
+                                     env=_clean_env(preload=preload_server)))
         compute = httpx.get(f"http://127.0.0.1:{gw_port}/health", timeout=10).json()["components"]["llm"]["compute"]
         print(f"ddx-omni compute: {compute}", flush=True)
         yield [Peer("ddx-omni", f"http://127.0.0.1:{gw_port}", str(model_dir)),
@@ -139,7 +118,7 @@ def concurrency(model_dir: Path, logs: Path, eos: int, args: argparse.Namespace)
         def step(peer: Peer, rnd: int) -> None:
             peer.singles.append(_http_run(peer.url, peer.model, eos, args.max_tokens)(
                 [{"role": "user", "content": PROMPT.format(round=rnd, reader="alone")}]))
-            with _probing(peer.url, peer.health_ms) if peer.name == "ddx-omni" else contextlib.nullcontext():
+            with probing_health(peer.url, peer.health_ms) if peer.name == "ddx-omni" else contextlib.nullcontext():
                 peer.bursts.append(_burst(peer, eos, rnd, args.streams, args.max_tokens))
             burst = peer.bursts[-1]
             print(f"round {rnd} {peer.name}: 1 stream {peer.singles[-1].decode_tps:.2f} tok/s; {args.streams} "
@@ -159,7 +138,7 @@ def _concurrency_table(peers: list[Peer], args: argparse.Namespace) -> str:
         lines.append(f"| {peer.name} | {statistics.median(r.decode_tps for r in peer.singles):.2f} | "
                      f"{statistics.median(r.ttft_s for r in peer.singles):.2f} | "
                      f"{statistics.median(b.aggregate_tps() for b in peer.bursts):.2f} | "
-                     f"{statistics.median(ttfts):.2f} | {_pct(ttfts, 0.9):.2f} |")
+                     f"{statistics.median(ttfts):.2f} | {percentile(ttfts, 0.9):.2f} |")
     pairs = list(zip(ours.bursts, theirs.bursts, ours.singles, strict=True))
     agg = statistics.median(a.aggregate_tps() / b.aggregate_tps() for a, b, _ in pairs)
     self_ratio = statistics.median(a.aggregate_tps() / s.decode_tps for a, _, s in pairs)
@@ -172,7 +151,7 @@ def _concurrency_table(peers: list[Peer], args: argparse.Namespace) -> str:
               f"**{self_ratio:.2f}×**; "
               f"median TTFT ddx-omni / mlx_lm.server **{ttft:.2f}×**; 1 stream decode ddx-omni / mlx_lm.server "
               f"**{single:.2f}×**. ddx-omni /health during its bursts: {len(health)} probes, median "
-              f"{statistics.median(health):.1f} ms, p99 {_pct(health, 0.99):.1f} ms, max {max(health):.1f} ms. "
+              f"{statistics.median(health):.1f} ms, p99 {percentile(health, 0.99):.1f} ms, max {max(health):.1f} ms. "
               f"{args.max_tokens} tokens per stream."]
     return "\n".join(lines)
 
@@ -254,12 +233,10 @@ def _conversation(url: str, eos: int, conv: int, turns: int) -> list[tuple[int, 
 def cache(model_dir: Path, logs: Path, eos: int, args: argparse.Namespace) -> str:
     lines = ["| prompt cache | turn | prompt tokens | cached tokens | TTFT s |", "|---|---:|---:|---:|---:|"]
     for label, size in (("on", None), ("off", "0")):
-        port = _free_port()
+        port = free_port()
         env = _clean_env(preload=False) | ({"DDX_LLM__PROMPT_CACHE_BYTES": size} if size else {})
-        argv = [sys.executable, "-m", "ddx_omni.cli", "serve", "--real", "--model", str(model_dir), "--port",
-                str(port), "--log-level", "warning"]
-        with _process(argv, f"http://127.0.0.1:{port}/health",
-                      lambda r: r.json()["components"]["llm"]["state"] == "ready", logs / f"cache_{label}.log", env):
+        with _process(gateway_argv(model_dir, port), f"http://127.0.0.1:{port}/health", gateway_ready,
+                      logs / f"cache_{label}.log", env):
             url = f"http://127.0.0.1:{port}"
             with ThreadPoolExecutor(5) as pool:
                 results = list(pool.map(_conversation, [url] * 5, [eos] * 5, range(5), [args.turns] * 5))

@@ -18,49 +18,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from ddx_omni.responses.schemas import new_id
 from ddx_omni.responses.store import INPUT, OUTPUT, ItemRow, Store
+from harness import start_mock_server, stop
 
 DEPTHS = (1, 10, 100, 1000)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DDX_")}
-    env.update({"HOME": str(workdir), "DDX_RESPONSES__DB_PATH": str(workdir / "responses.db")})
-    process = subprocess.Popen([sys.executable, "-m", "ddx_omni.cli", "serve", "--port", str(port), "--mock",
-                                "--log-level", "warning"], cwd=workdir, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("server did not start")
 
 
 async def seed_unrelated(db_path: Path, count: int) -> None:
@@ -211,7 +181,7 @@ def main() -> None:
         processes, servers = [], {}
         try:
             for name, path in dirs.items():
-                process, url = start_server(path)
+                process, url = start_mock_server(path)
                 processes.append(process)
                 servers[name] = url
             tips = asyncio.run(build_all(servers))
@@ -220,8 +190,7 @@ def main() -> None:
             load = asyncio.run(concurrent_clients(servers["0"], args.clients, args.per_client))
         finally:
             for process in processes:
-                process.send_signal(signal.SIGTERM)
-                process.wait(30)
+                stop(process)
 
     print(f"\n### One /v1/responses turn (mock engine), medians of {args.rounds} interleaved rounds\n")
     names = list(servers)

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -29,29 +27,14 @@ from pathlib import Path
 
 import httpx
 
+from harness import start_mock_server, stop
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.conftest import free_port
 from tests.postgres import PostgresServer
 
 
 def start_server(workdir: Path, storage_url: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DDX_")}
-    env.update({"HOME": str(workdir), "DDX_RESPONSES__DB_PATH": str(workdir / "responses.db"),
-                "DDX_STORAGE__URL": storage_url})
-    process = subprocess.Popen([sys.executable, "-m", "ddx_omni.cli", "serve", "--port", str(port), "--mock",
-                                "--log-level", "warning"], cwd=workdir, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not start")
+    return start_mock_server(workdir, env={"DDX_STORAGE__URL": storage_url})
 
 
 def build_chain(http: httpx.Client, url: str, depth: int) -> str:
@@ -123,8 +106,7 @@ def main() -> None:
                 values.sort()
                 print(f"| {name} | {depth} | {statistics.median(values):.2f} | {values[int(len(values) * 0.9)]:.2f} |")
             for process in (sqlite, pg):
-                process.send_signal(signal.SIGTERM)
-                process.wait(30)
+                stop(process)
             shared = postgres.create_database("replicas")
             replicas = [start_server(work / f"replica{n}", shared) for n in range(3)]
             processes += [process for process, _ in replicas]
@@ -141,8 +123,7 @@ def main() -> None:
     finally:
         for process in processes:
             if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(30)
+                stop(process)
         postgres.stop()
 
 

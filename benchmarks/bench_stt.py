@@ -151,7 +151,7 @@ async def paced_session(url: str, audio: bytes, ends: list[float]) -> dict[str, 
         await asyncio.wait_for(consumer, 300)
     # the i-th speech_final answers the i-th utterance whose end has been sent
     sent_end = [start + e for e in ends]
-    lat = [t - e for t, e in zip(speech_finals, sent_end)]
+    lat = [t - e for t, e in zip(speech_finals, sent_end, strict=False)]  # a missing final shortens it
     return {"speech_final": lat, "close": close_latency}
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
@@ -17,7 +18,7 @@ from .containers import router as containers_router
 from .containers import service as containers_service
 from .containers.service import ContainersService
 from .core import health, metrics
-from .core.auth import require_api_key, warn_if_open
+from .core.auth import ProtectedRoutes, document_security, include_protected, warn_if_open
 from .core.errors import install_error_handlers
 from .core.gateway import MULTIPART_SLACK, GatewayMiddleware, HttpMetrics
 from .core.health import Component
@@ -90,6 +91,9 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
             for component in app.state.components.values():
                 await component.start()
                 started.append(component)
+            # What lives as long as the server (modules, routes, models) leaves the collector's view: a full
+            # collection had to walk all of it, a 0.2–0.6 s pause under load that set the p99 of every request.
+            gc.freeze()
             yield
         finally:
             for component in reversed(started):
@@ -110,6 +114,8 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
     if "llm" in app.state.components:  # the Messages API is another wire format of the LLM component
         app.state.anthropic = anthropic_service.create_service(settings, app.state.components["llm"])
 
+    app.state.protected_routes = protected = ProtectedRoutes()  # filled by include_protected below
+    document_security(app, protected)
     install_error_handlers(app)
     # Outermost last: the gateway layer wraps everything, so that even a 413 or a CORS preflight carries the id.
     app.add_middleware(CORSMiddleware, allow_origins=settings.server.cors_origins, allow_credentials=True,
@@ -118,23 +124,25 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
                        max_bytes=settings.server.max_body_bytes, metrics=HttpMetrics(
                            metrics.HTTP_REQUESTS, metrics.HTTP_LATENCY, metrics.HTTP_IN_FLIGHT),
                        # an upload has its own cap, [files].max_bytes
-                       routes=(("/v1/files", settings.files.max_bytes + MULTIPART_SLACK, "[files].max_bytes"),))
+                       routes=(("/v1/files", settings.files.max_bytes + MULTIPART_SLACK, "[files].max_bytes"),),
+                       protected=protected, api_keys=settings.auth.api_keys)
 
-    protected = [Depends(require_api_key)]
+    # The API routers first: FastAPI tries the routes in order, and these take nearly all the traffic. No path
+    # is served by two routers, so the order changes nothing else.
+    include_protected(app, llm_router.router)
+    include_protected(app, responses_router.router)
+    include_protected(app, anthropic_router.router)
+    include_protected(app, completions_router.router)
+    include_protected(app, embeddings_router.router)
+    include_protected(app, files_router.router)
+    include_protected(app, containers_router.router)
+    include_protected(app, stt_router.http_router)
+    include_protected(app, transcriptions_router.router)
+    app.include_router(llm_router.public_router)
+    app.include_router(anthropic_router.public_router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(web_router.router)
-    app.include_router(llm_router.public_router)
-    app.include_router(llm_router.router, dependencies=protected)
-    app.include_router(completions_router.router, dependencies=protected)
-    app.include_router(responses_router.router, dependencies=protected)
-    app.include_router(files_router.router, dependencies=protected)
-    app.include_router(embeddings_router.router, dependencies=protected)
-    app.include_router(containers_router.router, dependencies=protected)
-    app.include_router(anthropic_router.public_router)
-    app.include_router(anthropic_router.router, dependencies=protected)
-    app.include_router(stt_router.http_router, dependencies=protected)
-    app.include_router(transcriptions_router.router, dependencies=protected)
     app.include_router(stt_router.ws_router)  # WebSockets authenticate before accept (core.auth)
     install_openapi(app)
     return app

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 
 import pytest
-from fastapi import APIRouter, Depends, WebSocket
+from fastapi import APIRouter, WebSocket
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from ddx_omni.app import create_app
-from ddx_omni.core.auth import authenticate_websocket, key_matches, require_api_key
+from ddx_omni.core.auth import authenticate_websocket, include_protected, key_matches
 
 KEY = "s3cret-key"
 
@@ -36,7 +36,7 @@ def app_with_probe(settings):
         await websocket.send_json({"subprotocol": subprotocol})
         await websocket.close()
 
-    app.include_router(probe, dependencies=[Depends(require_api_key)])
+    include_protected(app, probe)
     app.include_router(sockets)
     return app
 
@@ -113,8 +113,8 @@ def test_websocket_carriers_accepted(client, url, headers, subprotocols, expecte
     ({}, ["token", "wrong"]),
 ])
 def test_websocket_refused_before_accept(client, headers, subprotocols):
-    with pytest.raises(WebSocketDisconnect) as info, \
-            client.websocket_connect("/ws-probe", headers=headers, subprotocols=subprotocols):
+    with (pytest.raises(WebSocketDisconnect) as info,
+          client.websocket_connect("/ws-probe", headers=headers, subprotocols=subprotocols)):
         pass
     assert info.value.code == 1008
 
@@ -132,4 +132,18 @@ def test_openapi_declares_security_schemes(client):
     assert schemes["HTTPBearer"]["scheme"] == "bearer"
     protected = doc["paths"]["/v1/chat/probe"]["get"]["security"]
     assert {name for entry in protected for name in entry} == {"APIKeyHeader", "APIKeyQuery", "HTTPBearer"}
+    assert doc["paths"]["/v1/chat/completions"]["post"]["security"] == protected  # the app's own routers
     assert "security" not in doc["paths"]["/health"]["get"]
+    assert "security" not in doc["paths"]["/v1/models"]["get"]
+
+
+def test_key_checked_per_operation_before_routing(client):
+    """The gateway checks keys by (method, path) of the protected operations: templated paths too, and a
+    method or path no protected operation has still gets FastAPI's own 405 / 404."""
+    assert client.get("/v1/responses/resp_123").status_code == 401  # templated protected route
+    assert client.get("/v1/responses/resp_123", headers={"X-API-Key": KEY}).status_code == 404  # then routed
+    assert client.get("/v1/chat/completions").status_code == 405  # only POST is protected
+    assert client.get("/v1/nothing-here").status_code == 404
+    anthropic = client.post("/v1/messages", json={})
+    assert anthropic.status_code == 401 and anthropic.json()["error"]["type"] == "authentication_error"
+    assert anthropic.headers["x-request-id"]  # the gateway's own answer carries the id too

@@ -1,4 +1,4 @@
-"""The one ASGI layer every request passes: request id, body cap, HTTP metrics and the last-resort 500.
+"""The one ASGI layer every request passes: request id, body cap, API key, HTTP metrics and the last-resort 500.
 
 These were four middlewares, each wrapping `send` (and two `receive`) again; profiled under load, the chain cost
 about a quarter of a mock chat request. One layer wraps each once. Pure ASGI, so streamed bodies pass untouched.
@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
+from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import error_body
+from .auth import ProtectedRoutes, key_problem
+from .errors import error_body, error_response
 from .logging import request_id_var
 from .request_id import sane_request_id
 
@@ -56,9 +59,12 @@ class _Exchange:
 
 class GatewayMiddleware:
     def __init__(self, app: ASGIApp, *, header: str, max_bytes: int, metrics: HttpMetrics,
-                 routes: tuple[tuple[str, int, str], ...] = ()) -> None:
-        """`routes`: paths with a body cap of their own (uploads), as (path, max_bytes, setting)."""
+                 routes: tuple[tuple[str, int, str], ...] = (), protected: ProtectedRoutes | None = None,
+                 api_keys: Sequence[str] = ()) -> None:
+        """`routes`: paths with a body cap of their own (uploads), as (path, max_bytes, setting). `protected`:
+        the operations that need one of `api_keys` (none configured: every request passes)."""
         self.app = app
+        self.protected, self.api_keys = protected or ProtectedRoutes(), api_keys
         self.header_key = header.lower().encode("latin-1")
         self.max_bytes = max_bytes
         self.metrics = metrics
@@ -107,6 +113,11 @@ class GatewayMiddleware:
             if self._declared_too_large(scope, exchange.cap):
                 await self._reject(scope, send_with_id, exchange)
                 return
+            if self.api_keys and self.protected.covers(scope["method"], scope["path"]):
+                problem = key_problem(Headers(scope=scope), QueryParams(scope["query_string"]), self.api_keys)
+                if problem is not None:
+                    await error_response(scope["path"], problem)(scope, receive, send_with_id)
+                    return
             await self.app(scope, self._counting(receive, send_with_id, scope, exchange), send_with_id)
         except Exception:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
