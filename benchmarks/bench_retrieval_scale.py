@@ -65,7 +65,7 @@ async def ingest(files: FilesService, docs: list[bytes], name: str) -> tuple[str
     while (await files.vector_stores.get_batch(store["id"], batch["id"]))["file_counts"]["in_progress"]:
         await asyncio.sleep(0.1)
     seconds = time.perf_counter() - started
-    chunks = (await files.db.rows("SELECT COUNT(*) FROM chunks WHERE vector_store_id = ?", (store["id"],)))[0][0]
+    chunks = (await files.db.read("SELECT COUNT(*) FROM chunks WHERE vector_store_id = ?", (store["id"],)))[0][0]
     return store["id"], seconds, chunks, sum(len(d) for d in docs)
 
 
