@@ -117,6 +117,11 @@ class Indexes:
         self.tokenize = lx.Tokenizer()
         self._held: dict[str, _Held] = {}
 
+    def current(self, vector_store_id: str) -> StoreIndex | None:
+        """The index last built for the store, whatever its version (benchmarks time its parts with it)."""
+        held = self._held.get(vector_store_id)
+        return None if held is None else held.index
+
     def forget(self, vector_store_id: str) -> None:
         self._held.pop(vector_store_id, None)
 

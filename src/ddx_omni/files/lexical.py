@@ -7,10 +7,11 @@ floored at 1e-6) over the chunk's text plus its file's `lead` (file name + openi
 the document length counting both. Each posting stores its term's whole BM25 contribution (its *impact*); each
 term's postings are kept twice: by impact (descending) for the threshold algorithm and by row for lookups.
 
-Top-k (`top_k`): read the first `depth` postings of every query term; score each chunk seen exactly (a lookup in
-every term's row-ordered list); the chunks not seen score at most the sum of the impacts at `depth` (the
-threshold). Once the k-th best score reaches the threshold the answer is exact; else the depth grows ×4. The
-postings read depend on how the scores are spread, not on how many chunks the store holds.
+Top-k (`top_k`): read the `budget` highest-impact postings of all the query's terms together (each term's list
+down to one common impact cut, so a rare term's list is read deep and a common term's hardly at all); score
+each chunk seen exactly (a lookup in every term's row-ordered list); a chunk not seen scores at most the sum of
+each list's next impact (the threshold). Once the k-th best score reaches the threshold the answer is exact;
+else the budget grows ×4. The postings read depend on how the scores are spread, not on the store's size.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ IDF_FLOOR = 1e-6  # FTS5's: a term in over half the chunks still counts, barely
 # BM25 weight of the `lead` column (file name + opening words, beside every chunk) against the chunk's own text:
 # a passage of the document a question is about outranks a passing mention elsewhere.
 LEAD_WEIGHT = 0.5  # on git-doc: recall@5 0.625 → 0.650 (0.25 the same, 1.0 lowers MRR)
-FIRST_DEPTH = 64  # postings read per term in the first round of the threshold algorithm
+FIRST_DEPTH = 256  # postings read (all query terms together) in the first round of the threshold algorithm
+TA_ROUNDS = 2  # then MaxScore (its θ: the k-th best score found so far) — see top_k
 _TOKEN = re.compile(r"[^\W_]+")  # unicode61: letters, digits (and private-use marks); `_` separates
 
 
@@ -116,8 +118,10 @@ def build(terms: np.ndarray, rows: np.ndarray, freqs: np.ndarray, lengths: np.nd
     norm = K1 * (1 - B + B * lengths[rows] / avgdl)
     impact = (term_idf[terms] * freqs * (K1 + 1) / (freqs + norm)).astype(np.float32)
     start = np.concatenate([[0], np.cumsum(df)]).astype(np.int64)
-    by_row = np.lexsort((rows, terms))
-    by_impact = np.lexsort((-impact, terms))
+    # one int64 sort key each (a few times faster than lexsort): term in the high 32 bits, then the row, or the
+    # impact's bits inverted (a non-negative float32's bits order as the float does: highest impact first)
+    by_row = np.argsort((terms << 32) | rows)
+    by_impact = np.argsort((terms << 32) | (0xFFFFFFFF - impact.view(np.uint32).astype(np.int64)))
     return Postings(start, term_idf, rows[by_impact].astype(np.int32), impact[by_impact],
                     rows[by_row].astype(np.int32), impact[by_row])
 
@@ -135,22 +139,62 @@ def query_ids(postings: Postings, vocab: Vocabulary, tokens: Sequence[str]) -> t
 
 
 def top_k(postings: Postings, terms: list[int], k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, raw BM25 scores) of the best k chunks holding any of `terms`, exact; `allowed`: a boolean row mask."""
+    """(rows, raw BM25 scores) of the best k chunks holding any of `terms`, exact; `allowed`: a boolean row mask.
+    Threshold rounds first; if they have not settled it after TA_ROUNDS, MaxScore finishes from their k-th score."""
     lists = [(int(postings.start[t]), int(postings.start[t + 1])) for t in terms]
     lists = [(s, e) for s, e in lists if e > s]
-    depth = max(FIRST_DEPTH, k)
-    while True:
-        seen = np.unique(np.concatenate([postings.by_impact_rows[s:min(e, s + depth)] for s, e in lists]
-                                        or [np.zeros(0, np.int32)]))
+    budget = max(FIRST_DEPTH, k)
+    seen, scores = np.zeros(0, np.int32), np.zeros(0, np.float64)
+    for _ in range(TA_ROUNDS):
+        depths = _depths(postings, lists, budget)
+        fresh = np.unique(np.concatenate([postings.by_impact_rows[s:s + d] for (s, _), d in zip(lists, depths,
+                                                                                               strict=True)]))
+        fresh = fresh[~np.isin(fresh, seen, assume_unique=True)]
         if allowed is not None:
-            seen = seen[allowed[seen]]
-        scores = _exact(postings, lists, seen)
-        threshold = sum(float(postings.by_impact[s + depth]) for s, e in lists if s + depth < e)
-        done = all(s + depth >= e for s, e in lists)
-        if done or (seen.size >= k and _kth(scores, k) >= threshold):
-            best = np.argsort(-scores, kind="stable")[:k]
-            return seen[best], scores[best]
-        depth *= 4
+            fresh = fresh[allowed[fresh]]
+        seen, scores = np.concatenate([seen, fresh]), np.concatenate([scores, _exact(postings, lists, fresh)])
+        threshold = sum(float(postings.by_impact[s + d]) for (s, e), d in zip(lists, depths, strict=True)
+                        if s + d < e)
+        if threshold == 0 or (seen.size >= k and _kth(scores, k) >= threshold):
+            return _best(seen, scores, k)
+        budget *= 4
+    theta = _kth(scores, k) if seen.size >= k else 0.0
+    return _best(*_max_score(postings, lists, theta, allowed), k)
+
+
+def _max_score(postings: Postings, lists: list[tuple[int, int]], theta: float, allowed: np.ndarray | None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Every chunk that can score θ or more, scored. A chunk holding only terms whose maximum impacts sum below
+    θ cannot: those lists (the common terms') are never scanned, only looked up for the chunks found in the
+    others; a chunk whose partial score plus those maxima stays below θ is not looked up at all."""
+    by_max = sorted(lists, key=lambda se: float(postings.by_impact[se[0]]))
+    maxima = np.cumsum([float(postings.by_impact[s]) for s, _ in by_max])
+    cut = int(np.searchsorted(maxima, theta, side="left"))  # lists [0, cut) are non-essential
+    rest, essential = by_max[:cut], by_max[cut:]
+    rows = np.concatenate([postings.by_row_rows[s:e] for s, e in essential])
+    found, inverse = np.unique(rows, return_inverse=True)
+    partial = np.bincount(inverse, weights=np.concatenate([postings.by_row[s:e] for s, e in essential]))
+    keep = partial + (float(maxima[cut - 1]) if cut else 0.0) >= theta
+    if allowed is not None:
+        keep &= allowed[found]
+    found, partial = found[keep], partial[keep]
+    return found, partial + _exact(postings, rest, found)
+
+
+def _best(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    best = np.argsort(-scores, kind="stable")[:k]
+    return rows[best], scores[best]
+
+
+def _depths(postings: Postings, lists: list[tuple[int, int]], budget: int) -> list[int]:
+    """How far to read each list: every posting whose impact is among the `budget` highest of all the query's
+    lists (so a rare term's list is read deep and a common one's hardly at all: its impacts are small)."""
+    heads = [postings.by_impact[s:min(e, s + budget)] for s, e in lists]
+    pooled = np.concatenate(heads)
+    if pooled.size <= budget:
+        return [h.size for h in heads]
+    cut = np.partition(pooled, pooled.size - budget)[pooled.size - budget]
+    return [int(np.searchsorted(-h, -cut, side="right")) for h in heads]
 
 
 def _exact(postings: Postings, lists: list[tuple[int, int]], rows: np.ndarray) -> np.ndarray:
