@@ -33,6 +33,7 @@ LEAD_WEIGHT = 0.5  # on git-doc: recall@5 0.625 → 0.650 (0.25 the same, 1.0 lo
 FIRST_DEPTH = 256  # postings read (all query terms together) in the first round of the threshold algorithm
 TA_ROUNDS = 2  # then MaxScore (its θ: the k-th best score found so far) — see top_k
 _TOKEN = re.compile(r"[^\W_]+")  # unicode61: letters, digits (and private-use marks); `_` separates
+_MARKS = re.compile("[\u0300-\u036f]")  # the combining diacritics NFKD splits off Latin letters (é → e + ´)
 
 
 class Tokenizer:
@@ -44,7 +45,7 @@ class Tokenizer:
     def __call__(self, text: str) -> list[str]:
         text = text.lower()
         if not text.isascii():
-            text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+            text = _MARKS.sub("", unicodedata.normalize("NFKD", text))
         return self._stemmer.stemWords(_TOKEN.findall(text))
 
 
@@ -56,7 +57,9 @@ class Vocabulary:
 
     def add(self, tokens: Sequence[str]) -> np.ndarray:
         ids = self.ids
-        return np.fromiter((ids.setdefault(t, len(ids)) for t in tokens), dtype=np.int64, count=len(tokens))
+        for token in set(tokens).difference(ids):
+            ids[token] = len(ids)
+        return np.fromiter(map(ids.__getitem__, tokens), dtype=np.int64, count=len(tokens))
 
     def find(self, tokens: Sequence[str]) -> list[int]:
         return [self.ids[t] for t in dict.fromkeys(tokens) if t in self.ids]
