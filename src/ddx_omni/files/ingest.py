@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..embeddings.service import EmbeddingsService
@@ -49,10 +50,13 @@ class _EngineTokens:
 
 
 class Ingestor:
-    def __init__(self, db: Database, files: FilesService, embeddings: EmbeddingsService, workers: int = 1) -> None:
+    def __init__(self, db: Database, files: FilesService, embeddings: EmbeddingsService, workers: int = 1,
+                 on_idle: Callable[[set[str]], None] | None = None) -> None:
         self.db = db
         self.files = files
         self.embeddings = embeddings
+        self.on_idle = on_idle  # the queue ran empty: these stores got chunks since the last call
+        self._written: set[str] = set()
         self.workers = workers
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -78,6 +82,7 @@ class Ingestor:
             vector_store_id, file_id = await self._queue.get()
             try:
                 await self.ingest(vector_store_id, file_id)
+                self._written.add(vector_store_id)
             except asyncio.CancelledError:
                 raise
             except Dropped:
@@ -89,6 +94,9 @@ class Ingestor:
                 await self._fail(vector_store_id, file_id, "server_error", f"{type(exc).__name__}: {exc}")
             finally:
                 self._queue.task_done()
+            if self._queue.empty() and self._written and self.on_idle is not None:
+                self.on_idle(self._written)
+                self._written = set()
 
     async def ingest(self, vector_store_id: str, file_id: str) -> None:
         chunking = await self._pending_chunking(vector_store_id, file_id)

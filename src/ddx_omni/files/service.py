@@ -64,7 +64,8 @@ class FilesService:
 
     def health(self) -> dict[str, Any]:
         state = "ready" if self.db.is_open else ("failed" if self.error else "idle")
-        return {"state": state, "dir": str(self.dir), "database": self.db.describe(), "error": self.error,
+        return {"state": state, "dir": str(self.dir), "db_path": self.db.describe(), "storage": self.db.dialect,
+                "error": self.error,
                 **self.vector_stores.health()}
 
     # ---- the contract other capabilities use -------------------------------------------------------------

@@ -4,12 +4,14 @@ store's in-process index (index.py), brought up to the store's version in the da
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core.errors import ApiError
 from ..core.settings import FilesSettings
 from ..embeddings.service import EmbeddingsService
 from ..responses.schemas import bad_request, check_metadata, not_found
@@ -49,9 +51,9 @@ class VectorStores:
         self.files = files
         self.embeddings = embeddings
         self.config = config
-        self.ingestor = Ingestor(db, files, embeddings, workers=config.ingest_workers)
+        self.ingestor = Ingestor(db, files, embeddings, workers=config.ingest_workers, on_idle=self._warm)
         self.indexes = Indexes(db, lambda: self.embeddings.dims)
-        self._touches: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()  # background writes and index warm-ups, kept referenced
 
     async def start(self) -> None:
         """Files left `in_progress` are ingested again: by a process that died (SQLite), or on a shared
@@ -64,6 +66,9 @@ class VectorStores:
 
     async def stop(self) -> None:
         await self.ingestor.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def health(self) -> dict[str, Any]:
         return {"retrieval": "hybrid" if self.embeddings.engine is not None else "bm25",
@@ -304,9 +309,22 @@ class VectorStores:
                             "attributes": info["attributes"], "text": text})
         return results
 
+    def _warm(self, vector_store_ids: set[str]) -> None:
+        """Ingestion is idle: bring these stores' indexes up to date now, so the next search here does not wait
+        for the tokenising (on another replica, its first search does)."""
+        async def warm(vector_store_id: str) -> None:
+            with contextlib.suppress(ApiError):  # the store was deleted meanwhile
+                await self.indexes.get(vector_store_id, (await self._body(vector_store_id))["version"])
+
+        for vector_store_id in vector_store_ids:
+            self._keep(asyncio.create_task(warm(vector_store_id)))
+
+    def _keep(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _touch(self, vector_store_id: str) -> None:
         """last_active_at moves forward (expiry counts from it), without making the search wait for the writer."""
         task = asyncio.create_task(self.db.transaction([
             ("UPDATE vector_stores SET last_active_at = ? WHERE id = ?", (now(), vector_store_id), False)]))
-        self._touches.add(task)
-        task.add_done_callback(self._touches.discard)
+        self._keep(task)
