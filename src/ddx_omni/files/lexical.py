@@ -72,9 +72,9 @@ class Vocabulary:
 class FilePostings:
     """One file's chunks, tokenised once: (term, row, weighted frequency) triples and each chunk's length."""
 
-    terms: np.ndarray  # int64 term ids
-    rows: np.ndarray  # int64 chunk index within the file
-    freqs: np.ndarray  # float64 text frequency + LEAD_WEIGHT × lead frequency
+    terms: np.ndarray  # int32 term ids
+    rows: np.ndarray  # int32 chunk index within the file
+    freqs: np.ndarray  # float32 text frequency + LEAD_WEIGHT × lead frequency
     lengths: np.ndarray  # int64 tokens per chunk, text and lead
 
 
@@ -89,8 +89,9 @@ def file_postings(texts: Sequence[str], lead: str, tokenize: Tokenizer, vocab: V
     rows = np.concatenate([text_rows, lead_rows])
     weights = np.concatenate([np.ones(text_rows.size), np.full(lead_rows.size, LEAD_WEIGHT)])
     keys, inverse = np.unique((rows << 32) | terms, return_inverse=True)
-    return FilePostings(keys & 0xFFFFFFFF, keys >> 32, np.bincount(inverse, weights=weights),
-                        sizes + lead_ids.size)
+    # kept between refreshes for every file of the store: the smallest types that hold them
+    return FilePostings((keys & 0xFFFFFFFF).astype(np.int32), (keys >> 32).astype(np.int32),
+                        np.bincount(inverse, weights=weights).astype(np.float32), sizes + lead_ids.size)
 
 
 @dataclass

@@ -95,6 +95,7 @@ class VectorStores:
         rows = await self.db.read("SELECT body, last_active_at, version FROM vector_stores WHERE id = ?",
                                   (vector_store_id,))
         if not rows:
+            self.indexes.forget(vector_store_id)  # deleted, maybe by another replica: its index is freed here too
             raise not_found(f"No vector store with id {vector_store_id!r}", "vector_store_id")
         body = json.loads(rows[0][0])
         body["last_active_at"] = max(int(rows[0][1]), int(body.get("last_active_at", 0)))
