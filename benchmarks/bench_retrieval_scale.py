@@ -87,11 +87,11 @@ async def measure(files: FilesService, stores: dict[int, tuple[str, float, int, 
     vs = files.vector_stores
     first: dict[int, float] = {}
     for size, (store_id, *_rest) in stores.items():
+        await vs.search([store_id], ["warm"], filters=None, limit=10, ranking=None)  # waits for the warm-up
         cold = Indexes(files.db, lambda: vs.embeddings.dims)  # as a replica that has not seen the store yet
         started = time.perf_counter()
         await cold.get(store_id, 0)
         first[size] = time.perf_counter() - started
-        await vs.search([store_id], ["warm"], filters=None, limit=10, ranking=None)
     whole: dict[int, list[float]] = {size: [] for size in stores}
     lexical: dict[int, list[float]] = {size: [] for size in stores}
     for _ in range(rounds):
