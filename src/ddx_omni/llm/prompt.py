@@ -35,6 +35,8 @@ def check_tool_choice(params: ChatParams, more_tools: bool = False) -> None:
         if name not in names and not more_tools:
             raise RequestInvalid(f"tool_choice names '{name}', which is not in `tools`", param="tool_choice")
         return
+    if more_tools and isinstance(choice, dict):  # a built-in form ({type: mcp, …}): the turn resolves it
+        return
     raise RequestInvalid("tool_choice must be auto, none, required or {type: function, function: {name}}",
                          param="tool_choice")
 
