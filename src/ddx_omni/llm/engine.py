@@ -34,6 +34,28 @@ class ChatParams:
     # Decoded images (PIL, RGB), one per image part of `messages` in order; filled by llm/images.py's ImageInput
     # for a multimodal model, empty otherwise.
     images: list[Any] = field(default_factory=list)
+    # The prompt as llm/prompt.py's pipeline rendered it, so that generation does not render it again.
+    rendered: Rendered | None = field(default=None, repr=False)
+
+
+@dataclass(eq=False)
+class Rendered:
+    """Prompt tokens and what they were rendered from. It holds the very objects (not copies or ids), so it goes
+    stale as soon as a caller puts other messages, tools or tool_choice on the params."""
+
+    tokens: list[int]
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None
+    tool_choice: str | dict[str, Any] | None
+    prompt: str | list[int] | None
+
+    @classmethod
+    def of(cls, params: ChatParams, tokens: list[int]) -> Rendered:
+        return cls(tokens, params.messages, params.tools, params.tool_choice, params.prompt)
+
+    def matches(self, params: ChatParams) -> bool:
+        return (self.messages is params.messages and self.tools is params.tools and self.prompt is params.prompt
+                and self.tool_choice == params.tool_choice)
 
 
 @dataclass
