@@ -18,7 +18,7 @@ from .containers import router as containers_router
 from .containers import service as containers_service
 from .containers.service import ContainersService
 from .core import health, metrics
-from .core.auth import ProtectedRoutes, document_security, include_protected, warn_if_open
+from .core.auth import ProtectedRoutes, include_protected, warn_if_open
 from .core.errors import install_error_handlers
 from .core.gateway import MULTIPART_SLACK, GatewayMiddleware, HttpMetrics
 from .core.health import Component
@@ -115,7 +115,6 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
         app.state.anthropic = anthropic_service.create_service(settings, app.state.components["llm"])
 
     app.state.protected_routes = protected = ProtectedRoutes()  # filled by include_protected below
-    document_security(app, protected)
     install_error_handlers(app)
     # Outermost last: the gateway layer wraps everything, so that even a 413 or a CORS preflight carries the id.
     app.add_middleware(CORSMiddleware, allow_origins=settings.server.cors_origins, allow_credentials=True,
@@ -144,5 +143,5 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
     app.include_router(metrics.router)
     app.include_router(web_router.router)
     app.include_router(stt_router.ws_router)  # WebSockets authenticate before accept (core.auth)
-    install_openapi(app)
+    install_openapi(app, protected)
     return app

@@ -278,7 +278,7 @@ class ContainersService:
         row = await self.running(container_id)
         if not self._mine(row):
             raise ApiError(f"Container {container_id} runs on the replica {row['owner']}, not on this one",
-                           status=409, code="container_on_another_replica", param="container_id")
+                           code="container_on_another_replica", param="container_id")
         return row
 
     async def relay(self, owner: str, method: str, path: str, body: bytes, content_type: str | None,

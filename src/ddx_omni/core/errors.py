@@ -60,6 +60,8 @@ CODES: dict[str, Code] = {
     "model_not_found": Code(404, _GONE),
     "method_not_allowed": Code(405, _BAD),
     "payload_too_large": Code(413, _BAD),
+    # a relayed container request that reached a replica which no longer owns it (containers/router.py)
+    "container_on_another_replica": Code(409, _BAD),
     "too_many_containers": Code(429, "rate_limit_error"),
     "model_unavailable": Code(503, _SERVER),
     "unavailable": Code(503, _SERVER),

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
+from .auth import ProtectedRoutes, document_security
 from .errors import ANTHROPIC_PREFIXES, OPENAI_PREFIXES
 
 
@@ -94,13 +95,15 @@ def _document_errors(schema: dict[str, Any]) -> None:
         components[name] = model_schema
 
 
-def install_openapi(app: FastAPI) -> None:
-    """Replace `app.openapi` with one that documents the error envelopes (built once, then cached)."""
+def install_openapi(app: FastAPI, protected: ProtectedRoutes) -> None:
+    """Replace `app.openapi` with one that documents the key schemes and the error envelopes (built once, then
+    cached). Security first: a protected operation's 401 is documented from it."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description,
                                  routes=app.routes)
+            document_security(schema, protected)
             _document_errors(schema)
             app.openapi_schema = schema
         return app.openapi_schema
