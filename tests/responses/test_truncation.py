@@ -1,4 +1,5 @@
-"""truncation: `disabled` answers an overflow with 400 context_length_exceeded (OpenAI's code); `auto` drops the oldest items."""
+"""truncation: `disabled` answers an overflow with 400 context_length_exceeded (OpenAI's code); `auto` drops
+the oldest items."""
 
 from __future__ import annotations
 
