@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import argparse
 import random
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +25,10 @@ from typing import Any
 
 import httpx
 
-from bench_storage import postgres_and_servers, start_server
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.postgres import PostgresServer
+
+from bench_storage import start_server
 
 VARIANTS = [("list files", "direct"), ("list files", "relayed"), ("download 1 MiB", "direct"),
             ("download 1 MiB", "relayed")]
@@ -59,22 +65,32 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--per-round", type=int, default=5)
     args = parser.parse_args()
-    with postgres_and_servers() as (postgres, processes), tempfile.TemporaryDirectory() as tmp, \
-            httpx.Client(timeout=60) as http:
-        Path(tmp).chmod(0o755)  # the containers' own uids must reach their directories under it
-        shared = postgres.create_database("relay")
-        replicas = [start_server(Path(tmp) / name, shared) for name in ("a", "b")]
-        processes += [process for process, _ in replicas]
-        urls = {"direct": replicas[0][1], "relayed": replicas[1][1]}
-        paths = prepare(http, urls["direct"])
-        one_round(http, urls, paths, args.per_round)  # warm-up: connections, the relay's client
-        rounds = [one_round(http, urls, paths, args.per_round) for _ in range(args.rounds)]
-    print("| request | direct ms | relayed ms | relayed/direct (median of rounds) |\n|---|---|---|---|")
-    for what in ("list files", "download 1 MiB"):
-        direct = [r[(what, "direct")] for r in rounds]
-        relayed = [r[(what, "relayed")] for r in rounds]
-        ratio = statistics.median(b / a for a, b in zip(direct, relayed, strict=True))
-        print(f"| {what} | {statistics.median(direct):.2f} | {statistics.median(relayed):.2f} | {ratio:.2f} |")
+    postgres = PostgresServer(fsync=True)
+    postgres.start()
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp, httpx.Client(timeout=60) as http:
+            Path(tmp).chmod(0o755)  # the containers' own uids must reach their directories under it
+            shared = postgres.create_database("relay")
+            replicas = [start_server(Path(tmp) / name, shared) for name in ("a", "b")]
+            processes += [process for process, _ in replicas]
+            urls = {"direct": replicas[0][1], "relayed": replicas[1][1]}
+            paths = prepare(http, urls["direct"])
+            one_round(http, urls, paths, args.per_round)  # warm-up: connections, the relay's client
+            rounds = [one_round(http, urls, paths, args.per_round) for _ in range(args.rounds)]
+        print("| request | direct ms | relayed ms | relayed/direct (median of rounds) |\n|---|---|---|---|")
+        for what in ("list files", "download 1 MiB"):
+            direct = [r[(what, "direct")] for r in rounds]
+            relayed = [r[(what, "relayed")] for r in rounds]
+            ratio = statistics.median(b / a for a, b in zip(direct, relayed, strict=True))
+            print(f"| {what} | {statistics.median(direct):.2f} | {statistics.median(relayed):.2f} | {ratio:.2f} |")
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(30)
+        postgres.stop()
+
 
 if __name__ == "__main__":
     main()

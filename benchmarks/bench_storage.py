@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import random
 import signal
@@ -26,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -34,22 +32,6 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.conftest import free_port
 from tests.postgres import PostgresServer
-
-
-@contextlib.contextmanager
-def postgres_and_servers() -> Iterator[tuple[PostgresServer, list[subprocess.Popen[bytes]]]]:
-    """A fresh PostgreSQL (fsync on) and a list for the servers started on it: all stopped at the end."""
-    postgres = PostgresServer(fsync=True)
-    postgres.start()
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        yield postgres, processes
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(30)
-        postgres.stop()
 
 
 def start_server(workdir: Path, storage_url: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -126,32 +108,42 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    with postgres_and_servers() as (postgres, processes), tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        sqlite, sqlite_url = start_server(work / "sqlite", "")
-        pg, pg_url = start_server(work / "pg", postgres.create_database("latency"))
-        processes += [sqlite, pg]
-        samples = latency({"sqlite": sqlite_url, "postgresql": pg_url}, args.rounds)
-        print("| backend | depth | median ms | p90 ms |\n|---|---|---|---|")
-        for (name, depth), values in sorted(samples.items()):
-            values.sort()
-            print(f"| {name} | {depth} | {statistics.median(values):.2f} | {values[int(len(values) * 0.9)]:.2f} |")
-        for process in (sqlite, pg):
-            process.send_signal(signal.SIGTERM)
-            process.wait(30)
-        shared = postgres.create_database("replicas")
-        replicas = [start_server(work / f"replica{n}", shared) for n in range(3)]
-        processes += [process for process, _ in replicas]
-        urls = [url for _, url in replicas]
-        rates: dict[int, list[float]] = {1: [], 2: [], 3: []}
-        for _ in range(args.repeats):
-            order = [1, 2, 3]
-            random.shuffle(order)
-            for n in order:
-                rates[n].append(asyncio.run(throughput(urls[:n], args.clients, args.seconds)))
-        print(f"\n| replicas | requests/s (median of {args.repeats}) | runs |\n|---|---|---|")
-        for n, values in rates.items():
-            print(f"| {n} | {statistics.median(values):.0f} | {', '.join(f'{v:.0f}' for v in values)} |")
+    postgres = PostgresServer(fsync=True)
+    postgres.start()
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            sqlite, sqlite_url = start_server(work / "sqlite", "")
+            pg, pg_url = start_server(work / "pg", postgres.create_database("latency"))
+            processes += [sqlite, pg]
+            samples = latency({"sqlite": sqlite_url, "postgresql": pg_url}, args.rounds)
+            print("| backend | depth | median ms | p90 ms |\n|---|---|---|---|")
+            for (name, depth), values in sorted(samples.items()):
+                values.sort()
+                print(f"| {name} | {depth} | {statistics.median(values):.2f} | {values[int(len(values) * 0.9)]:.2f} |")
+            for process in (sqlite, pg):
+                process.send_signal(signal.SIGTERM)
+                process.wait(30)
+            shared = postgres.create_database("replicas")
+            replicas = [start_server(work / f"replica{n}", shared) for n in range(3)]
+            processes += [process for process, _ in replicas]
+            urls = [url for _, url in replicas]
+            rates: dict[int, list[float]] = {1: [], 2: [], 3: []}
+            for _ in range(args.repeats):
+                order = [1, 2, 3]
+                random.shuffle(order)
+                for n in order:
+                    rates[n].append(asyncio.run(throughput(urls[:n], args.clients, args.seconds)))
+            print(f"\n| replicas | requests/s (median of {args.repeats}) | runs |\n|---|---|---|")
+            for n, values in rates.items():
+                print(f"| {n} | {statistics.median(values):.0f} | {', '.join(f'{v:.0f}' for v in values)} |")
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(30)
+        postgres.stop()
 
 
 if __name__ == "__main__":
