@@ -13,6 +13,7 @@ median of each round's relayed/direct ratio.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import signal
 import statistics
@@ -65,32 +66,32 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--per-round", type=int, default=5)
     args = parser.parse_args()
-    postgres = PostgresServer(fsync=True)
-    postgres.start()
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        with tempfile.TemporaryDirectory() as tmp, httpx.Client(timeout=60) as http:
-            Path(tmp).chmod(0o755)  # the containers' own uids must reach their directories under it
-            shared = postgres.create_database("relay")
-            replicas = [start_server(Path(tmp) / name, shared) for name in ("a", "b")]
-            processes += [process for process, _ in replicas]
-            urls = {"direct": replicas[0][1], "relayed": replicas[1][1]}
-            paths = prepare(http, urls["direct"])
-            one_round(http, urls, paths, args.per_round)  # warm-up: connections, the relay's client
-            rounds = [one_round(http, urls, paths, args.per_round) for _ in range(args.rounds)]
-        print("| request | direct ms | relayed ms | relayed/direct (median of rounds) |\n|---|---|---|---|")
-        for what in ("list files", "download 1 MiB"):
-            direct = [r[(what, "direct")] for r in rounds]
-            relayed = [r[(what, "relayed")] for r in rounds]
-            ratio = statistics.median(b / a for a, b in zip(direct, relayed, strict=True))
-            print(f"| {what} | {statistics.median(direct):.2f} | {statistics.median(relayed):.2f} | {ratio:.2f} |")
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(30)
-        postgres.stop()
+    with contextlib.ExitStack() as cleanup, httpx.Client(timeout=60) as http:
+        postgres = PostgresServer(fsync=True)
+        postgres.start()
+        cleanup.callback(postgres.stop)  # callbacks run last-in first-out: the servers before their database
+        tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory()))
+        tmp.chmod(0o755)  # the containers' own uids must reach their directories under it
+        shared = postgres.create_database("relay")
+        urls = {}
+        for where, name in (("direct", "a"), ("relayed", "b")):
+            process, urls[where] = start_server(tmp / name, shared)
+            cleanup.callback(_terminate, process)
+        paths = prepare(http, urls["direct"])
+        one_round(http, urls, paths, args.per_round)  # warm-up: connections, the relay's client
+        rounds = [one_round(http, urls, paths, args.per_round) for _ in range(args.rounds)]
+    print("| request | direct ms | relayed ms | relayed/direct (median of rounds) |\n|---|---|---|---|")
+    for what in ("list files", "download 1 MiB"):
+        direct = [r[(what, "direct")] for r in rounds]
+        relayed = [r[(what, "relayed")] for r in rounds]
+        ratio = statistics.median(b / a for a, b in zip(direct, relayed, strict=True))
+        print(f"| {what} | {statistics.median(direct):.2f} | {statistics.median(relayed):.2f} | {ratio:.2f} |")
 
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
 
 if __name__ == "__main__":
     main()
