@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
 from ..core.errors import ApiError
+from ..core.paging import page_args
 from ..responses.schemas import bad_request
 from .schemas import AddFileRequest, CreateContainerRequest, ExecuteRequest
 from .service import RELAYED, ContainersService
@@ -55,14 +56,6 @@ class _OwnerRoute(APIRoute):
 owned = APIRouter(route_class=_OwnerRoute)
 
 
-def _page(limit: int, order: str) -> dict[str, Any]:
-    if not 1 <= limit <= 100:
-        raise bad_request("limit: must be between 1 and 100", "limit")
-    if order not in ("asc", "desc"):
-        raise bad_request("order: must be 'asc' or 'desc'", "order")
-    return {"limit": limit, "order": order}
-
-
 @router.post("/containers", summary="Create a container (a sandboxed Python with its own /mnt/data)")
 async def create_container(body: CreateContainerRequest, request: Request) -> dict[str, Any]:
     minutes = body.expires_after.minutes if body.expires_after else None
@@ -72,7 +65,7 @@ async def create_container(body: CreateContainerRequest, request: Request) -> di
 @router.get("/containers", summary="List containers")
 async def list_containers(request: Request, after: str | None = None, limit: int = 20, order: str = "desc",
                           name: str | None = None) -> dict[str, Any]:
-    return await _service(request).list_containers(after, name=name, **_page(limit, order))
+    return await _service(request).list_containers(after, name=name, **page_args(limit, order))
 
 
 @router.get("/containers/{container_id}", summary="Retrieve a container")
@@ -117,7 +110,7 @@ def _json_body(raw: bytes) -> AddFileRequest:
 @owned.get("/containers/{container_id}/files", summary="List a container's files")
 async def list_files(container_id: str, request: Request, after: str | None = None, limit: int = 20,
                      order: str = "desc") -> dict[str, Any]:
-    return await _service(request).list_files(container_id, after, **_page(limit, order))
+    return await _service(request).list_files(container_id, after, **page_args(limit, order))
 
 
 @owned.get("/containers/{container_id}/files/{file_id}", summary="Retrieve a container file")
