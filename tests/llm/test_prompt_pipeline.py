@@ -73,7 +73,7 @@ def _refused(call: Callable[[], Any]) -> openai.APIStatusError:
 def _check_chat(url: str, chat: dict[str, Any], param: str) -> None:
     client = _client(url)
     for stream in (False, True):
-        error = _refused(lambda: client.chat.completions.create(  # noqa: B023 - called at once
+        error = _refused(lambda stream=stream: client.chat.completions.create(  # type: ignore[misc]
             model=None, messages=[{"role": "user", "content": "Weather in Berlin?"}], stream=stream,
             **{"max_tokens": 4, **chat}))  # type: ignore[call-overload]
         assert error.status_code == 422 and error.body["param"] == param, error.body  # type: ignore[index]
@@ -84,7 +84,7 @@ def _check_responses(url: str, responses: dict[str, Any], param: str) -> None:
     client = _client(url)
     conversation = client.conversations.create()
     for mode in ({}, {"stream": True}, {"background": True}):
-        error = _refused(lambda: client.responses.create(  # noqa: B023 - called at once
+        error = _refused(lambda mode=mode: client.responses.create(  # type: ignore[misc]
             input="Weather in Berlin?", conversation=conversation.id, **mode, **responses))
         assert error.status_code == 400, (mode, error.body)
         assert error.body["type"] == "invalid_request_error" and error.body["param"] == param, error.body  # type: ignore[index]

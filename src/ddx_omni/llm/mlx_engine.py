@@ -9,10 +9,7 @@ asyncio queue; each request has a cancel flag the worker checks after every toke
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import gc
 import json
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,7 +21,7 @@ from ..core import metrics
 from ..core.errors import ApiError, LlmError, ModelUnavailable, RequestInvalid
 from .batching import Scheduler
 from .compute import apply_dtype
-from .engine import ChatDelta, ChatParams, Usage
+from .engine import ChatDelta, ChatParams, Usage, drain_and_release, free_memory
 from .output import OutputParser
 from .prompt import fit_max_tokens, keep_rendered, rendered_tokens
 from .prompt_cache import PromptCache
@@ -437,7 +434,8 @@ class MlxEngine:
             ids = mx.argpartition(-row, kth=k - 1)[:k]
             values = row[ids]
             order = mx.argsort(-values)
-            top = [entry(int(t), float(v)) for t, v in zip(ids[order].tolist(), values[order].tolist(), strict=True)]
+            pairs: list[tuple[Any, Any]] = list(zip(ids[order].tolist(), values[order].tolist(), strict=True))  # type: ignore[arg-type]  # mlx types tolist() as any nesting
+            top = [entry(int(t), float(v)) for t, v in pairs]
         return [{**entry(response.token, float(row[response.token].item())), "top_logprobs": top}]
 
     @property
@@ -453,38 +451,15 @@ class MlxEngine:
     async def close(self, drain_s: float = 0.0) -> None:
         """Refuse new requests, let running ones finish for `drain_s`, fail the rest, free the model's memory."""
         self._closing = True
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout=drain_s)
-        except TimeoutError:
-            for job in list(self._jobs):
-                job.unloaded = True
-                job.cancel.set()
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._release)
-        self._executor.shutdown(wait=False)
+        await drain_and_release(self._jobs, self._idle, self._executor, self._release, drain_s)
 
     def _release(self) -> None:
-        import mlx.core as mx
-
         self.scheduler.release()
         self.prompt_cache.clear()
         self._model = None
         self._tokenizer = None
         self.prompt_cache = PromptCache(None, 0)
-        gc.collect()
-        mx.clear_cache()  # MLX keeps freed buffers in a pool; give them back before the next model loads
-        _trim_malloc()
-
-
-def _trim_malloc() -> None:
-    """Hand freed heap memory back to the system. On the CPU, MLX's buffers come from malloc; once glibc has raised
-    its mmap threshold (it does after large frees) they live in heap arenas, which free() alone does not shrink,
-    so without this a swapped-out model's weights stay in the process's RSS."""
-    if sys.platform != "linux":
-        return
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim): nothing to do
-        pass
+        free_memory()
 
 
 async def _drain(queue: asyncio.Queue[Any]) -> AsyncIterator[ChatDelta]:
@@ -524,4 +499,5 @@ def _load(path: str) -> tuple[Any, Any, dict[str, Any]]:
     if path.startswith(("/", ".", "~")) and not (local / "config.json").is_file():
         raise FileNotFoundError(f"no model directory at {local} (it needs config.json, *.safetensors and "
                                 "tokenizer files; scripts/make_model.py builds one)")
-    return load(str(local) if local.exists() else path, return_config=True)
+    model, tokenizer, config = load(str(local) if local.exists() else path, return_config=True)  # type: ignore[misc]  # return_config=True: three items
+    return model, tokenizer, config

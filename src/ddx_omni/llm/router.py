@@ -118,9 +118,10 @@ async def _complete(deltas: AsyncIterator[ChatDelta], first: ChatDelta, head: di
         last = delta
         delta = await anext(deltas, None)
     content = "".join(text)
-    extra = {"reasoning_content": "".join(reasoning)} if any(reasoning) else {}
     message = AssistantMessage(content=None if calls and not content.strip() else content,
-                               tool_calls=[_tool_out(c) for c in calls] or None, **extra)
+                               tool_calls=[_tool_out(c) for c in calls] or None)
+    if any(reasoning):  # an extra field, present only when there is some
+        message.reasoning_content = "".join(reasoning)  # type: ignore[attr-defined]  # extra="allow"
     choice = Choice(message=message, finish_reason=last.finish_reason or "stop",
                     logprobs={"content": logprobs} if logprobs else None)
     return ChatCompletion(**head, choices=[choice], usage=_usage(last.usage))
