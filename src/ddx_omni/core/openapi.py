@@ -51,6 +51,13 @@ class AnthropicErrorBody(ErrorBody):
     error: AnthropicErrorDetail
 
 
+# A route that streams with `stream: true` answers 200 with server-sent events (described per API in docs/)
+# instead of its JSON model: `responses=SSE_RESPONSE` documents both.
+SSE_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {"schema": {
+    "type": "object", "description": "one server-sent event", "required": ["data"],
+    "properties": {"event": {"type": "string", "description": "the event's type where the API names it"},
+                   "data": {"type": "string", "description": "the event (or chunk) as JSON"}}}}}}}
+
 _MODELS: dict[str, type[BaseModel]] = {m.__name__: m for m in (ErrorBody, OpenAIErrorBody, AnthropicErrorBody)}
 _DESCRIPTIONS = {"400": "Bad request", "401": "Missing or wrong API key", "404": "Not found",
                  "413": "Body too large", "422": "Invalid request", "default": "Error"}

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ..core.disconnect import unless_disconnected
 from ..core.errors import ApiError, RequestInvalid, error_body
+from ..core.openapi import SSE_RESPONSE
 from .completion_schemas import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
 from .engine import ChatDelta, ChatParams, Usage
 from .prompt import prepare_prompt
@@ -129,7 +130,7 @@ async def _stream(deltas: AsyncIterator[ChatDelta], head: dict[str, Any], echo: 
 
 
 @router.post("/v1/completions", summary="OpenAI legacy completions: raw text continued, no chat template",
-             response_model=Completion)
+             response_model=Completion, responses=SSE_RESPONSE)
 async def completions(body: CompletionRequest, request: Request) -> Any:
     service: LlmService = request.app.state.llm
     params = to_params(body)

@@ -16,6 +16,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from ..core.disconnect import finished_before_hangup
 from ..core.errors import ApiError, LlmError, RequestInvalid, error_body
+from ..core.openapi import SSE_RESPONSE
 from ..core.settings import ModelExtras
 from .engine import ChatDelta, ChatParams, ToolCall, Usage
 from .prompt import prepare_prompt
@@ -199,7 +200,8 @@ async def _stream(deltas: AsyncIterator[ChatDelta], first: ChatDelta, head: dict
     yield "data: [DONE]\n\n"
 
 
-@router.post("/v1/chat/completions", summary="OpenAI chat completions (stream: true → SSE)", response_model=None)
+@router.post("/v1/chat/completions", summary="OpenAI chat completions (stream: true → SSE)",
+             response_model=ChatCompletion, responses=SSE_RESPONSE)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> ChatCompletion | Response:
     service = _service(request)
     params = to_params(body)

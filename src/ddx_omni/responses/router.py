@@ -7,11 +7,10 @@ re-validation; tests/responses/test_wire.py checks that real answers fit the mod
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from ..core.openapi import SSE_RESPONSE
 from ..core.paging import page_args
 from .schemas import AddItemsRequest, CreateConversationRequest, CreateResponseRequest, UpdateConversationRequest
 from .service import ResponsesService
@@ -20,11 +19,6 @@ from .wire import Conversation, ConversationDeleted, InputTokens, Item, ItemList
 router = APIRouter(prefix="/v1", tags=["responses"])
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-# With `stream`, the 200 is a stream of server-sent events (docs/responses.md lists them) instead of JSON.
-SSE_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {"schema": {
-    "type": "object", "description": "one server-sent event", "required": ["event", "data"],
-    "properties": {"event": {"type": "string", "description": "the event's type, e.g. response.output_text.delta"},
-                   "data": {"type": "string", "description": "the event as JSON: {type, sequence_number, …}"}}}}}}}
 
 
 def _service(request: Request) -> ResponsesService:
