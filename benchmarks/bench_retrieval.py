@@ -140,7 +140,7 @@ async def main() -> None:
         store = await files.vector_stores.get(store_id)
         modes = ["bm25"] + (["dense", "hybrid"] if files.vector_stores.embeddings.engine is not None else [])
         rows = [(mode, *await evaluate(files, store_id, mode)) for mode in modes]
-        chunks = (await files.db.rows("SELECT COUNT(*) FROM chunks"))[0][0]
+        chunks = (await files.db.read("SELECT COUNT(*) FROM chunks"))[0][0]
         await files.stop()
     lines = [f"corpus: {args.corpus} ({store['file_counts']['completed']} files, {size / 1e6:.1f} MB of HTML, "
              f"{chunks} chunks of ≤{args.chunk_tokens} tokens, {args.overlap_tokens} overlap); "

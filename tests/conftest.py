@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -57,6 +58,15 @@ _databases = itertools.count()
 def storage_url() -> str:
     """The [storage].url of the test's servers: "" (SQLite under tmp_path) unless a directory overrides it."""
     return ""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def each_store(request: pytest.FixtureRequest) -> str:
+    """For the directories whose tests run on both stores (their `storage_url` returns this): "" (SQLite, the
+    default), then a fresh database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return ""
+    return fresh_database(request.getfixturevalue("postgres"))
 
 
 def fresh_database(server: Any) -> str:
@@ -117,15 +127,21 @@ def get_json(url: str, **kw: Any) -> Any:
     return httpx.get(url, timeout=10, **kw).json()
 
 
-def _build_model(out_dir: Path, seed: int, preset: str = "tiny") -> Path:
-    """scripts/make_model.py's build_model (scripts/ is not a package, so it is loaded by path)."""
+def load_script(name: str) -> ModuleType:
+    """scripts/<name>.py as a module (scripts/ is not a package, so it is loaded by path): the builders of
+    the tiny random-weight models the tests run on (make_model, make_embedding_model, make_vlm…)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("ddx_make_model", REPO / "scripts" / "make_model.py")
+    spec = importlib.util.spec_from_file_location(f"ddx_script_{name}", REPO / "scripts" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.build_model(out_dir, preset=preset, seed=seed)
+    return module
+
+
+def _build_model(out_dir: Path, seed: int, preset: str = "tiny") -> Path:
+    """scripts/make_model.py's build_model."""
+    return Path(load_script("make_model").build_model(out_dir, preset=preset, seed=seed))
 
 
 @pytest.fixture(scope="session")

@@ -18,11 +18,12 @@ from .containers import router as containers_router
 from .containers import service as containers_service
 from .containers.service import ContainersService
 from .core import health, metrics
-from .core.auth import ProtectedRoutes, document_security, include_protected, warn_if_open
+from .core.auth import ProtectedRoutes, include_protected, warn_if_open
 from .core.errors import install_error_handlers
 from .core.fastlane import FastLaneMiddleware, LaneOperations
 from .core.gateway import MULTIPART_SLACK, GatewayMiddleware, HttpMetrics
 from .core.health import Component
+from .core.openapi import install_openapi
 from .core.settings import Settings, load_settings
 from .embeddings import router as embeddings_router
 from .embeddings import service as embeddings_service
@@ -116,7 +117,6 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
         app.state.anthropic = anthropic_service.create_service(settings, app.state.components["llm"])
 
     app.state.protected_routes = protected = ProtectedRoutes()  # filled by include_protected below
-    document_security(app, protected)
     install_error_handlers(app)
     lane = LaneOperations()  # innermost of ours: CORS and the gateway layer see lane requests like any other
     lane.add(llm_router.router, "POST", "/v1/chat/completions", ChatCompletionRequest)
@@ -148,4 +148,5 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
     app.include_router(metrics.router)
     app.include_router(web_router.router)
     app.include_router(stt_router.ws_router)  # WebSockets authenticate before accept (core.auth)
+    install_openapi(app, protected)
     return app

@@ -48,7 +48,6 @@ def serve(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None, 
     """Run the server in the foreground (Ctrl-C stops it)."""
     from .app import create_app
     from .core.logging import setup_logging
-
     from .llm.compute import prefer_openblas
 
     settings = resolve_settings(config, host=host, port=port, log_level=log_level, real=real, model=model,
@@ -113,6 +112,8 @@ def start(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None, 
 
 StopTimeoutOpt = Annotated[float, typer.Option("--timeout", min=0, help="Seconds of graceful shutdown "
                                                                       "(SIGTERM) before SIGKILL")]
+RestartStopTimeoutOpt = Annotated[float, typer.Option("--stop-timeout", min=0,
+                                                    help="Graceful-stop seconds before SIGKILL")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="SIGKILL at once, without a graceful shutdown")]
 
 
@@ -140,7 +141,7 @@ def stop(force: ForceOpt = False, timeout: StopTimeoutOpt = lifecycle.STOP_TIMEO
 def restart(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None, log_level: LogLevelOpt = None,
             real: RealOpt = None, model: ModelOpt = None, stt_engine: SttEngineOpt = None,
             timeout: TimeoutOpt = lifecycle.START_TIMEOUT_S,
-            stop_timeout: Annotated[float, typer.Option("--stop-timeout", min=0, help="Graceful-stop seconds before SIGKILL")] = lifecycle.STOP_TIMEOUT_S) -> None:
+            stop_timeout: RestartStopTimeoutOpt = lifecycle.STOP_TIMEOUT_S) -> None:
     """Stop the server (if running) and start it again with the same options; options given here replace them."""
     lifecycle.discard_stale()
     previous = lifecycle.read_record()
@@ -189,7 +190,8 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON 
     if not info["running"]:
         console.print(f"ddx-omni is not running (no PID file at {info['pid_file']}).", markup=False)
         if info.get("unmanaged"):
-            console.print(f"But a ddx-omni server not started by `ddx-omni start` answers at {info['unmanaged']['url']} "
+            url = info["unmanaged"]["url"]
+            console.print(f"But a ddx-omni server not started by `ddx-omni start` answers at {url} "
                           f"(health {info['unmanaged']['health']}): started with `ddx-omni serve`? Stop it where it "
                           f"runs (Ctrl-C).", style="yellow", markup=False)
         raise typer.Exit(int(code))

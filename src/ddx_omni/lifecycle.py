@@ -359,7 +359,8 @@ def log_tail(lines: int = 15) -> str:
     return "\n".join(latest[headers[-1] + 1 if headers else 0:][-lines:])
 
 
-def spawn(host: str, port: int, config: Path | None, flags: dict[str, Any]) -> tuple[subprocess.Popen[bytes], ServerRecord]:
+def spawn(host: str, port: int, config: Path | None,
+          flags: dict[str, Any]) -> tuple[subprocess.Popen[bytes], ServerRecord]:
     cmd = serve_command(host, port, config, flags)
     with _open_log() as log:
         stamp = datetime.now(UTC).isoformat(timespec="seconds")

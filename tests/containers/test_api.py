@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from ddx_omni.containers.service import ContainersService
+from ddx_omni.containers.service import ContainersService, containers_database
+from ddx_omni.containers.store import ContainerStore
 from ddx_omni.responses.schemas import not_found
+from tests.responses.conftest import storage_url  # noqa: F401 - every test here runs on SQLite and PostgreSQL
 
 from .conftest import container_settings
 
 
 @pytest.fixture
-def client(server_factory: Callable[..., str], tmp_path: Path) -> openai.OpenAI:
+def client(server_factory: Callable[..., str], tmp_path: Path, storage_url: str) -> openai.OpenAI:  # noqa: F811
     # only this component: the containers API needs no model
-    service = ContainersService(container_settings(tmp_path))
+    service = ContainersService(container_settings(tmp_path, storage_url=storage_url))
     url = server_factory(None, {"code_interpreter": service})
     return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", timeout=30, max_retries=0)
 
@@ -75,8 +79,8 @@ def test_bad_requests_have_the_error_shape(client: openai.OpenAI) -> None:
     assert traversal.status_code == 400 and "error" in traversal.json()
 
 
-def test_max_containers(server_factory: Callable[..., str], tmp_path: Path) -> None:
-    service = ContainersService(container_settings(tmp_path, {"code_interpreter.max_containers": 2}))
+def test_max_containers(server_factory: Callable[..., str], tmp_path: Path, storage_url: str) -> None:  # noqa: F811
+    service = ContainersService(container_settings(tmp_path, {"code_interpreter.max_containers": 2}, storage_url))
     url = server_factory(None, {"code_interpreter": service})
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", timeout=30, max_retries=0)
     first = client.containers.create(name="1")
@@ -100,9 +104,10 @@ class UploadedFiles:
         return self.files[file_id]
 
 
-def test_file_ids_are_copied_into_mnt_data(server_factory: Callable[..., str], tmp_path: Path) -> None:
+def test_file_ids_are_copied_into_mnt_data(server_factory: Callable[..., str], tmp_path: Path,
+                                           storage_url: str) -> None:  # noqa: F811
     uploaded = UploadedFiles({"file-abc": ("sales.csv", b"q,n\n1,5\n"), "file-def": ("notes.txt", b"hi")})
-    service = ContainersService(container_settings(tmp_path), uploaded)
+    service = ContainersService(container_settings(tmp_path, storage_url=storage_url), uploaded)
     url = server_factory(None, {"code_interpreter": service})
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", timeout=30, max_retries=0)
     c = client.containers.create(name="with files", file_ids=["file-abc"])
@@ -112,3 +117,24 @@ def test_file_ids_are_copied_into_mnt_data(server_factory: Callable[..., str], t
     assert client.containers.files.content.retrieve(added.id, container_id=c.id).read() == b"hi"
     with pytest.raises(openai.NotFoundError):
         client.containers.create(name="bad", file_ids=["file-missing"])
+
+
+
+def test_concurrent_creates_get_distinct_uids(server_factory: Callable[..., str], tmp_path: Path,
+                                              storage_url: str) -> None:  # noqa: F811
+    """Each container's seq gives it its own uid: creates racing on one database must never share one."""
+    settings = container_settings(tmp_path, storage_url=storage_url)
+    url = server_factory(None, {"code_interpreter": ContainersService(settings)})
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", timeout=30, max_retries=0)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        made = list(pool.map(lambda n: client.containers.create(name=f"race {n}").id, range(16)))
+
+    async def seqs() -> list[int]:
+        store = ContainerStore(containers_database(settings))  # a connection of its own, on this loop
+        await store.open()
+        try:
+            return [(await store.container(c))["seq"] for c in made]  # type: ignore[index]
+        finally:
+            await store.close()
+
+    assert sorted(asyncio.run(seqs())) == list(range(1, 17))

@@ -150,3 +150,18 @@ async def test_output_is_capped_with_a_marker(service: ContainersService) -> Non
     assert "[output truncated: " in result.logs
     small = await service.execute(c["id"], "print('b')")
     assert small.logs == "b\n"  # the next call starts from an empty buffer
+
+
+async def test_the_servers_preloaded_openblas_stays_out(make_service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve` re-executes itself with OpenBLAS in LD_PRELOAD; bwrap and the kernel must not inherit it (bwrap
+    preloaded with it never got the kernel started: the code interpreter was unavailable under `serve`)."""
+    from ddx_omni.llm.compute import find_openblas
+
+    library = find_openblas()
+    if library is None:
+        pytest.skip("OpenBLAS is not installed (libopenblas0-pthread)")
+    monkeypatch.setenv("LD_PRELOAD", library)
+    service = await make_service()
+    c = await service.create("preloaded")
+    result = await service.execute(c["id"], "import os\nprint(os.environ.get('LD_PRELOAD'))")
+    assert service.health()["sandbox"] == "bubblewrap" and result.logs == "None\n"

@@ -17,6 +17,7 @@ import pytest
 from ddx_omni.containers.sandbox import Sandbox
 from ddx_omni.containers.service import ContainersService
 from ddx_omni.core.errors import ApiError
+from tests.responses.conftest import storage_url  # noqa: F401 - every test here runs on SQLite and PostgreSQL
 
 
 async def test_state_persists_between_calls(service: ContainersService) -> None:

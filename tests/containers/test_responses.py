@@ -12,7 +12,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.responses.support import check_event_order, read_sse
+from tests.responses.support import assert_wire, check_event_order, read_sse
 
 from .conftest import LIMITS
 
@@ -59,6 +59,7 @@ def test_state_persists_across_calls_and_turns(client: openai.OpenAI) -> None:
     assert one.container_id == two.container_id and one.container_id.startswith("cntr_")
     assert (one.code, two.code) == ("x = 6 * 7", "print(x)")
     assert two.status == "completed" and [o.model_dump() for o in two.outputs] == [{"type": "logs", "logs": "42\n"}]
+    assert_wire(first)
     later = client.responses.create(model=MODEL, input="double it", tools=[TOOL], previous_response_id=first.id)
     (again,) = calls(later)
     assert again.container_id == one.container_id and again.outputs[0].logs == "84\n"

@@ -165,3 +165,22 @@ def test_protected_routes_match_templates_methods_and_mount_point():
     assert not protected.covers("GET", "/v1/things/t1/more") and not protected.covers("GET", "/health")
     assert protected.covers("GET", "/proxy/v1/things/t1", root_path="/proxy")  # below a mount point
     assert protected.operations == {("/v1/things", "post"), ("/v1/things/{thing_id}", "get")}
+
+PUBLIC_V1 = {("/v1/models", "get"), ("/v1/models/{model_id}", "get"), ("/v1/models/current", "get")}
+
+
+def test_every_v1_operation_needs_a_key(client):
+    """Each operation the app serves under /v1 (routers included by routers too: the containers' relayed
+    routes are) answers 401 without a key, except the documented public ones."""
+    doc = client.get("/openapi.json").json()
+    checked = 0
+    for path, operations in doc["paths"].items():
+        for method in operations:
+            if not path.startswith("/v1/") or (path, method) in PUBLIC_V1 or path == "/v1/chat/probe":
+                continue
+            url = path.replace("{", "x").replace("}", "")  # any id: the key is checked before routing
+            response = client.request(method.upper(), url)
+            assert response.status_code == 401, (method, path, response.status_code)
+            checked += 1
+    assert ("/v1/containers/{container_id}", "delete") in {(p, m) for p, ops in doc["paths"].items() for m in ops}
+    assert checked > 40

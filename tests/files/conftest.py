@@ -10,7 +10,8 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import REPO, build_settings, live_server
+from tests.conftest import build_settings, live_server, load_script
+from tests.responses.support import query
 
 # Three small documents whose answers are known (and distinct words, so BM25 alone tells them apart).
 DOCS = {
@@ -32,8 +33,15 @@ def sdk(url: str) -> openai.OpenAI:
 
 
 @pytest.fixture
-def files_server(tmp_path: Path) -> Iterator[Callable[..., str]]:
-    """files_server(overrides=None, script=None) → URL of a live server; `script`: mock-script rules."""
+def storage_url(each_store: str) -> str:
+    """Every files test with a server runs on both stores: SQLite (the default) and a fresh PostgreSQL database."""
+    return each_store
+
+
+@pytest.fixture
+def files_server(tmp_path: Path, storage_url: str) -> Iterator[Callable[..., str]]:
+    """files_server(overrides=None, script=None) → URL of a live server on the test's store (all servers of a
+    test share it, as replicas would); `script`: mock-script rules."""
     import contextlib
 
     with contextlib.ExitStack() as stack:
@@ -43,7 +51,7 @@ def files_server(tmp_path: Path) -> Iterator[Callable[..., str]]:
                 path = tmp_path / "script.json"
                 path.write_text(json.dumps(script))
                 extra["llm.mock_script"] = str(path)
-            return stack.enter_context(live_server(build_settings(tmp_path, extra)))
+            return stack.enter_context(live_server(build_settings(tmp_path, extra, storage_url)))
         yield start
 
 
@@ -69,16 +77,14 @@ def animal_store(client: openai.OpenAI) -> tuple[str, dict[str, str]]:
 
 
 def build_embedding_model(out_dir: Path) -> Path:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("ddx_make_embedding_model",
-                                                  REPO / "scripts" / "make_embedding_model.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build_embedding_model(out_dir)
+    return Path(load_script("make_embedding_model").build_embedding_model(out_dir))
 
 
 @pytest.fixture(scope="session")
 def embedding_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_embedding_model(tmp_path_factory.mktemp("embedding_model"))
+
+
+def files_query(storage_url: str, tmp_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """A read straight from the files database of a server built by `files_server`."""
+    return query(storage_url, tmp_path, sql, params, sqlite_file="files.db")

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from ddx_omni.embeddings.engine import MlxEmbedder
-
-from .conftest import REPO
+from tests.conftest import load_script
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 
@@ -55,14 +54,7 @@ def reference(model_dir: Path, ids: list[int]) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("ddx_make_embedding_model",
-                                                  REPO / "scripts" / "make_embedding_model.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build_bert_model(tmp_path_factory.mktemp("bert"))
+    return Path(load_script("make_embedding_model").build_bert_model(tmp_path_factory.mktemp("bert")))
 
 
 async def test_bert_matches_the_numpy_reference_batched_and_padded(bert_dir: Path) -> None:

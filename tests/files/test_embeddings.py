@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import wait_for
 
-from .conftest import animal_store, sdk
+from .conftest import animal_store, files_query, sdk
 
 
 def reference_vector(model_dir: Path, text: str) -> np.ndarray:
@@ -83,14 +83,11 @@ def test_without_a_model_embeddings_are_503_and_health_says_bm25(client: openai.
     assert health["components"]["files"]["retrieval"] == "bm25"
 
 
-def test_hybrid_search_stores_vectors_and_fuses_scores(embed_url: str, tmp_path: Path) -> None:
-    import sqlite3
-
+def test_hybrid_search_stores_vectors_and_fuses_scores(embed_url: str, tmp_path: Path, storage_url: str) -> None:
     client = sdk(embed_url)
     assert httpx.get(f"{embed_url}/health").json()["components"]["files"]["retrieval"] == "hybrid"
     store_id, ids = animal_store(client)
-    db = sqlite3.connect(tmp_path / "files.db")
-    blobs = db.execute("SELECT embedding FROM chunks WHERE vector_store_id = ?", (store_id,)).fetchall()
+    blobs = files_query(storage_url, tmp_path, "SELECT embedding FROM chunks WHERE vector_store_id = ?", (store_id,))
     assert blobs and all(b is not None and len(b) == 64 * 4 for (b,) in blobs)  # the tiny model's 64 dims
     lexical_only = list(client.vector_stores.search(store_id, query="clowder", ranking_options={
         "hybrid_search": {"embedding_weight": 0.0, "text_weight": 1.0}}))  # type: ignore[typeddict-unknown-key]

@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from tests.conftest import wait_for
+from tests.responses.support import assert_wire
 
 from .conftest import animal_store, sdk
 
@@ -69,6 +70,7 @@ def test_include_results_keeps_them_on_the_item(scripted: tuple[openai.OpenAI, s
     assert len(call.results) <= 2
     fetched = client.responses.retrieve(response.id)
     assert fetched.output[0].results[0].file_id == ids["dogs.txt"]  # type: ignore[union-attr]
+    assert_wire(fetched)
 
 
 def test_filters_of_the_tool_apply(scripted: tuple[openai.OpenAI, str, dict[str, str]]) -> None:

@@ -78,7 +78,8 @@ def test_swap_during_a_stream_never_mixes_models(two_models: str, eos_id: int) -
     assert r.status_code == 200 and r.json()["loaded"] == "tiny-b"
     chunks = [e for e in events if "choices" in e]
     assert {c["model"] for c in chunks} == {"tiny-a"}
-    finished = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0].get("finish_reason")]
+    finished = [c["choices"][0]["finish_reason"] for c in chunks
+                if c["choices"] and c["choices"][0].get("finish_reason")]
     errors = [e for e in events if "error" in e]
     # it either finished within the drain time, or was failed with a clear error — never continued on B
     assert finished == ["length"] or (errors and errors[0]["error"]["code"] == "model_unavailable"), events[-1]

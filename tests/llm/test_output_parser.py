@@ -99,7 +99,8 @@ def test_calls_not_asked_for_are_dropped_with_their_markup() -> None:
 
 
 def test_a_reopened_tag_inside_a_call_does_not_leak() -> None:
-    text, calls, _ = run(json_parser(), ['<tool_call>\n<tool_call>{"name": "get_weather", "arguments": {}}</tool_call>'])
+    text, calls, _ = run(json_parser(),
+                         ['<tool_call>\n<tool_call>{"name": "get_weather", "arguments": {}}</tool_call>'])
     assert text == "" and [c.name for c in calls] == ["get_weather"]
 
 

@@ -22,7 +22,7 @@ def test_messages_become_template_friendly() -> None:
 
 
 def test_forced_prefix_per_tool_choice() -> None:
-    def prefix(choice, parser="json_tools", tools=TOOLS) -> str:  # noqa: ANN001
+    def prefix(choice, parser="json_tools", tools=TOOLS) -> str:
         return forced_prefix(ChatParams(messages=[], tools=tools, tool_choice=choice), "<tool_call>", parser)
 
     assert prefix(None) == prefix("auto") == prefix("none") == ""

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 HI = [{"role": "user", "content": "Hello there, how are you?"}]
 
 
-def greedy(client: openai.OpenAI, eos_id: int, **kw):  # noqa: ANN201
+def greedy(client: openai.OpenAI, eos_id: int, **kw):
     kw.setdefault("messages", HI)
     return client.chat.completions.create(model=None, temperature=0, logit_bias={str(eos_id): EOS_BIAS}, **kw)  # type: ignore[arg-type]
 
@@ -64,7 +64,8 @@ def test_stop_string_is_trimmed_plain_and_streamed(client: openai.OpenAI, eos_id
     full = greedy(client, eos_id, max_tokens=40).choices[0].message.content
     # a stop string from the middle of what the model says greedily
     middle = full[len(full) // 2:]
-    stop = next(middle[i:i + 2] for i in range(len(middle) - 1) if middle[i:i + 2].strip() and "\ufffd" not in middle[i:i + 2])
+    stop = next(middle[i:i + 2] for i in range(len(middle) - 1)
+                if middle[i:i + 2].strip() and "\ufffd" not in middle[i:i + 2])
     expected = full[:full.index(stop)]
     r = greedy(client, eos_id, max_tokens=40, stop=[stop, "never-said-xyz"])
     assert r.choices[0].message.content == expected and r.choices[0].finish_reason == "stop"
@@ -74,7 +75,7 @@ def test_stop_string_is_trimmed_plain_and_streamed(client: openai.OpenAI, eos_id
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
 
 
-def test_logit_bias_forces_a_token(client: openai.OpenAI, eos_id: int, tokenizer) -> None:  # noqa: ANN001
+def test_logit_bias_forces_a_token(client: openai.OpenAI, eos_id: int, tokenizer) -> None:
     (token,) = tokenizer.encode("Berlin", add_special_tokens=False)
     r = client.chat.completions.create(model=None, messages=HI, max_tokens=6, temperature=1.0, seed=3,  # type: ignore[arg-type]
                                        logit_bias={str(token): 100, str(eos_id): EOS_BIAS})
@@ -126,7 +127,8 @@ def test_tool_history_and_text_parts_render(client: openai.OpenAI, eos_id: int) 
         {"role": "system", "content": "You are terse."},
         {"role": "user", "content": [{"type": "text", "text": "Weather in "}, {"type": "text", "text": "Berlin?"}]},
         {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Berlin"}'}}]},
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city":"Berlin"}'}}]},
         {"role": "tool", "tool_call_id": "call_1", "content": "21 C, sunny"},
     ]
     with_tools = greedy(client, eos_id, messages=history, tools=tools, max_tokens=3)

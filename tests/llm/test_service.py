@@ -13,7 +13,7 @@ from ddx_omni.llm.service import create_service
 pytestmark = pytest.mark.slow
 
 
-async def collect(engine, params: ChatParams) -> list[ChatDelta]:  # noqa: ANN001
+async def collect(engine, params: ChatParams) -> list[ChatDelta]:
     return [delta async for delta in engine.stream(params)]
 
 

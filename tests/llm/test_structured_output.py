@@ -33,7 +33,7 @@ def test_json_schema_streamed(client: openai.OpenAI) -> None:
     assert set(json.loads(text)) == {"ok", "n"}
 
 
-def test_json_object_closes_where_unconstrained_output_would_not(client: openai.OpenAI, tokenizer) -> None:  # noqa: ANN001
+def test_json_object_closes_where_unconstrained_output_would_not(client: openai.OpenAI, tokenizer) -> None:
     (close,) = tokenizer.encode("}", add_special_tokens=False)
     kw = {"model": None, "messages": [{"role": "user", "content": "hi"}], "temperature": 0, "max_tokens": 20,
           "logit_bias": {str(close): 30}}

@@ -102,17 +102,17 @@ def test_mlx_lm_server_upstream_gives_its_own_answer(tiny_model_dir: Path, tmp_p
 
 def test_failover_when_an_upstream_dies_and_circuit_shown_in_health(tiny_model_dir: Path, tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
-    with mlx_lm_server(tiny_model_dir) as (first, first_proc), mlx_lm_server(tiny_model_dir) as (second, _):
-        with gateway(tmp_path, [dead, f"{first}/v1", f"{second}/v1"], tiny_model_dir) as url:
-            client = sdk(url, "k-gw")
-            before = [client.chat.completions.create(model="remote-tiny", messages=MESSAGES, **GREEDY)
-                      for _ in range(3)]
-            os.kill(first_proc.pid, signal.SIGKILL)
-            first_proc.wait(30)
-            after = [client.chat.completions.create(model="remote-tiny", messages=MESSAGES, **GREEDY)
-                     for _ in range(4)]
-            states = {t["url"]: t for t in httpx.get(f"{url}/health", timeout=10).json()[
-                "components"]["llm"]["upstreams"]["remote-tiny"]}
+    with (mlx_lm_server(tiny_model_dir) as (first, first_proc), mlx_lm_server(tiny_model_dir) as (second, _),
+          gateway(tmp_path, [dead, f"{first}/v1", f"{second}/v1"], tiny_model_dir) as url):
+        client = sdk(url, "k-gw")
+        before = [client.chat.completions.create(model="remote-tiny", messages=MESSAGES, **GREEDY)
+                  for _ in range(3)]
+        os.kill(first_proc.pid, signal.SIGKILL)
+        first_proc.wait(30)
+        after = [client.chat.completions.create(model="remote-tiny", messages=MESSAGES, **GREEDY)
+                 for _ in range(4)]
+        states = {t["url"]: t for t in httpx.get(f"{url}/health", timeout=10).json()[
+            "components"]["llm"]["upstreams"]["remote-tiny"]}
     texts = {r.choices[0].message.content for r in before + after}
     assert len(texts) == 1  # every request answered, by whichever upstream was up
     assert states[dead]["state"] == "down" and states[dead]["last_error"]
@@ -121,11 +121,10 @@ def test_failover_when_an_upstream_dies_and_circuit_shown_in_health(tiny_model_d
 
 def test_all_upstreams_down_is_503_and_upstream_refusal_passes_through(upstream_omni: str, tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}/v1"
-    with gateway(tmp_path, [dead]) as url:
-        with pytest.raises(openai.APIStatusError) as down:
-            sdk(url, "k-gw").chat.completions.create(model="remote-tiny", messages=MESSAGES, **GREEDY)
+    with gateway(tmp_path, [dead]) as url, pytest.raises(openai.APIStatusError) as down:
+        sdk(url, "k-gw").chat.completions.create(model="remote-tiny", messages=MESSAGES, **GREEDY)
     assert down.value.status_code == 503 and down.value.body["code"] == "model_unavailable"
-    with gateway(tmp_path, [f"{upstream_omni}/v1"]) as url:  # the upstream does not know this model name
-        with pytest.raises(openai.NotFoundError) as refused:
-            sdk(url, "k-gw").chat.completions.create(model="remote-tiny", messages=MESSAGES, **GREEDY)
+    # the upstream does not know this model name
+    with gateway(tmp_path, [f"{upstream_omni}/v1"]) as url, pytest.raises(openai.NotFoundError) as refused:
+        sdk(url, "k-gw").chat.completions.create(model="remote-tiny", messages=MESSAGES, **GREEDY)
     assert "upstream" in refused.value.message and UPSTREAM_KEY not in str(refused.value.body)

@@ -10,7 +10,6 @@ import pytest
 
 from ddx_omni.core.settings import Settings
 from ddx_omni.responses.service import create_service
-from tests.conftest import fresh_database
 
 from .support import FakeLlm, ScriptedEngine
 
@@ -19,12 +18,10 @@ def sdk(url: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", timeout=30, max_retries=0)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def storage_url(request: pytest.FixtureRequest) -> str:
+@pytest.fixture
+def storage_url(each_store: str) -> str:
     """Every Responses test runs on both stores: SQLite (the default) and a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return ""
-    return fresh_database(request.getfixturevalue("postgres"))
+    return each_store
 
 
 @pytest.fixture

@@ -1,13 +1,14 @@
-"""Test doubles and checkers of the Responses tests: a scripted engine that records its prompts, and the
-strict checker of a stream's event grammar."""
+"""Test doubles and checkers of the Responses tests: a scripted engine that records its prompts, the
+strict checker of a stream's event grammar, and the checker of a response against its wire models."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,28 @@ import asyncpg
 import httpx
 
 from ddx_omni.llm.engine import ChatDelta, ChatParams, ToolCall, Usage
+from ddx_omni.responses import wire
 from ddx_omni.responses.schemas import bad_request, new_id
+from ddx_omni.storage.postgres import to_numbered
 from ddx_omni.tools.base import Emit, FunctionSpec, ReplayedCall, ToolRequestContext
 
 Piece = str | ToolCall
+ITEM_MODELS: dict[str, type[wire.BaseModel]] = {
+    "message": wire.MessageItem, "function_call": wire.FunctionCallItem,
+    "function_call_output": wire.FunctionCallOutputItem, "reasoning": wire.ReasoningItem,
+    "mcp_list_tools": wire.McpListToolsItem, "mcp_call": wire.McpCallItem,
+    "mcp_approval_request": wire.McpApprovalRequestItem, "mcp_approval_response": wire.McpApprovalResponseItem,
+    "file_search_call": wire.FileSearchCallItem, "web_search_call": wire.WebSearchCallItem,
+    "code_interpreter_call": wire.CodeInterpreterCallItem, "compaction": wire.AgentItem}
+
+
+def assert_wire(body: Any) -> None:
+    """A response object (JSON, or the openai SDK's object) fits responses/wire.py's `Response`, and each of
+    its output items the model of its own type (not only the agents' catch-all)."""
+    body = body if isinstance(body, dict) else body.to_dict()
+    wire.Response.model_validate(body)
+    for item in body["output"]:
+        ITEM_MODELS[item["type"]].model_validate(item)
 
 
 def count_tokens(messages: list[dict[str, Any]]) -> int:
@@ -309,16 +328,20 @@ def check_event_order(events: list[dict[str, Any]]) -> dict[str, Any]:
     return final
 
 
-def query(storage_url: str, tmp_path: Path, sql: str) -> list[tuple[Any, ...]]:
-    """Rows of a read straight from the test server's database: its SQLite file, or its PostgreSQL database."""
+def query(storage_url: str, tmp_path: Path, sql: str, params: Sequence[Any] = (),
+          sqlite_file: str = "responses.db") -> list[tuple[Any, ...]]:
+    """Rows of a read straight from the test server's database: its SQLite file (`sqlite_file` under tmp_path:
+    each component has its own), or its PostgreSQL database; `?` placeholders on both."""
     if not storage_url:
-        with sqlite3.connect(tmp_path / "responses.db") as db:
-            return db.execute(sql).fetchall()
+        with contextlib.closing(sqlite3.connect(tmp_path / sqlite_file)) as db:
+            rows = db.execute(sql, params).fetchall()
+            db.commit()  # a test may write (a row a killed process would have left)
+            return rows
 
     async def fetch() -> list[tuple[Any, ...]]:
         conn = await asyncpg.connect(storage_url)
         try:
-            return [tuple(row) for row in await conn.fetch(sql)]
+            return [tuple(row) for row in await conn.fetch(to_numbered(sql), *params)]
         finally:
             await conn.close()
 

@@ -1,4 +1,5 @@
-"""truncation: `disabled` answers an overflow with 400 context_too_long; `auto` drops the oldest items."""
+"""truncation: `disabled` answers an overflow with 400 context_length_exceeded (OpenAI's code); `auto` drops
+the oldest items."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def test_disabled_truncation_rejects_an_overflow(serve: Any) -> None:
     calls = len(engine.prompts)
     with pytest.raises(openai.BadRequestError) as info:
         client.responses.create(model="m", input="one more " + "word " * 20, previous_response_id=previous)
-    assert info.value.code == "context_too_long" and "truncation" in info.value.message
+    assert info.value.code == "context_length_exceeded" and "truncation" in info.value.message
     assert len(engine.prompts) == calls  # nothing was generated
     with pytest.raises(openai.BadRequestError):  # max_output_tokens is reserved out of the window
         client.responses.create(model="m", input="short", previous_response_id=previous, max_output_tokens=60)
@@ -67,4 +68,4 @@ def test_auto_truncation_cannot_drop_the_last_item(serve: Any) -> None:
     client = sdk(serve(ScriptedEngine(context_window=30)))
     with pytest.raises(openai.BadRequestError) as info:
         client.responses.create(model="m", input="word " * 40, truncation="auto")
-    assert info.value.code == "context_too_long"
+    assert info.value.code == "context_length_exceeded"

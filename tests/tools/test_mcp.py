@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.conftest import build_settings, live_server, wait_for
-from tests.responses.support import check_event_order, read_sse
+from tests.responses.support import assert_wire, check_event_order, read_sse
 
 from .mcp_support import (
     call,
@@ -77,6 +77,7 @@ def test_list_call_answer_over_streamable_http(omni: Any, demo_server: Any) -> N
     assert response.usage.output_tokens > 3  # both generations: the call and the answer
     assert server.counts() == {"list": 1, "call": 1}
     assert client.responses.retrieve(response.id).output == response.output
+    assert_wire(response)
 
 
 def test_listing_is_reused_across_a_three_turn_chain_and_a_conversation(omni: Any, demo_server: Any) -> None:
@@ -144,6 +145,8 @@ def test_approvals_always_then_approve_or_decline(omni: Any, demo_server: Any) -
     assert [i.type for i in approved.output] == ["mcp_call", "message"]
     assert approved.output[0].approval_request_id == request.id and approved.output[0].output == "2 + 3 = 5"
     assert approved.output_text == "The sum is 5." and server.counts() == {"list": 1, "call": 1}
+    assert_wire(asked)
+    assert_wire(approved)
 
     asked_again = client.responses.create(model="m", input="please add", tools=[tool], previous_response_id=approved.id)
     declined = client.responses.create(model="m", tools=[tool], previous_response_id=asked_again.id, input=[

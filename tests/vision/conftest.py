@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import threading
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import REPO, build_settings, live_server
+from tests.conftest import build_settings, live_server, load_script
 from tests.llm.conftest import wait_ready
 
 VLM_ID = "tiny-vlm"  # the registry id of the tiny VLM on the vision servers
@@ -34,18 +33,10 @@ def data_url(data: bytes, media: str = "image/png") -> str:
     return f"data:{media};base64,{base64.b64encode(data).decode()}"
 
 
-def _build_vlm(out_dir: Path) -> Path:
-    spec = importlib.util.spec_from_file_location("ddx_make_vlm", REPO / "scripts" / "make_vlm.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build_vlm(out_dir)
-
-
 @pytest.fixture(scope="session")
 def vlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight Qwen2-VL checkpoint that mlx-vlm loads offline, built once per session."""
-    return _build_vlm(tmp_path_factory.mktemp("tiny_vlm"))
+    return Path(load_script("make_vlm").build_vlm(tmp_path_factory.mktemp("tiny_vlm")))
 
 
 class _Images(BaseHTTPRequestHandler):

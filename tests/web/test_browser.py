@@ -77,7 +77,8 @@ def wait_for_stt_close(browser: Any, timeout: float = 60) -> None:
         wait_until(browser, lambda b: text_of(b, "stt-status").startswith("Closed 1000"), timeout)
     except TimeoutException:
         raise AssertionError(f"speech session did not close normally: status={text_of(browser, 'stt-status')!r} "
-                             f"error={text_of(browser, 'stt-error')!r} final={text_of(browser, 'stt-final')!r}") from None
+                             f"error={text_of(browser, 'stt-error')!r} "
+                             f"final={text_of(browser, 'stt-final')!r}") from None
 
 
 def text_of(browser: Any, element_id: str) -> str:
@@ -166,7 +167,8 @@ def test_responses_turns_chain_through_previous_response_id(driver: Any, server:
     assert second.json()["previous_response_id"] == ids[0]  # the page continued the conversation
     replies = driver.find_elements("css selector", "#resp-log .msg.assistant")
     assert len(replies) == 2
-    for reply, rid in zip(replies, ids):  # each turn rendered its output (text or function call) and its id
+    # each turn rendered its output (text or function call) and its id
+    for reply, rid in zip(replies, ids, strict=True):
         assert rid in reply.find_element("css selector", ".who").text
         assert reply.find_element("css selector", ".body").text or reply.find_elements("css selector", ".tool-call")
     assert driver.find_element("id", "resp-error").get_attribute("hidden") is not None
@@ -248,7 +250,7 @@ def test_hot_swap_and_a_real_model_chat_turn(driver: Any, server_factory: Callab
     wait_for(lambda: get_json(f"{url}/health")["status"] == "ok")
     open_page(driver, url)
     wait_until(driver, lambda b: len(b.find_elements("css selector", "#model-select option[value]")) == 2)
-    assert "tiny-a (real mode)" == text_of(driver, "st-model")
+    assert text_of(driver, "st-model") == "tiny-a (real mode)"
     from selenium.webdriver.support.ui import Select
 
     Select(driver.find_element("id", "model-select")).select_by_value("tiny-b")

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.conftest import REPO
-from tests.responses.support import check_event_order, read_sse
+from tests.responses.support import assert_wire, check_event_order, read_sse
 from tests.tools.mcp_support import call, client_for, say, write_script
 
 from . import internet as fake
@@ -76,6 +76,7 @@ def test_search_open_page_answer_with_citations(omni: Any, internet: fake.Intern
     assert all(n.url == mlx and n.title == "MLX: an array framework for Apple silicon" for n in notes)
     stored = client.responses.retrieve(response.id)
     assert stored.output == response.output
+    assert_wire(stored)
 
 
 def test_sources_only_when_included_and_preview_alias(omni: Any) -> None:

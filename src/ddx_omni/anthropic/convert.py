@@ -3,7 +3,8 @@
 Images in a user turn go to the model as chat image parts (a text-only model answers them with a 400 that says
 which models take images). What a local model cannot use otherwise is skipped with a visible marker or dropped:
 images inside tool results and documents become "[image omitted]" / "[document omitted]", thinking blocks in
-the history are dropped (the chat templates drop past reasoning too), server tools (`web_search`, `bash`, … without `input_schema`) are not offered.
+the history are dropped (the chat templates drop past reasoning too), server tools (`web_search`, `bash`, …
+without `input_schema`) are not offered.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ..core.disconnect import unless_disconnected
 from ..core.errors import NotFound
+from ..core.openapi import SSE_RESPONSE
 from .events import Event
 from .protocol import CountTokensRequest, Message, MessagesRequest, ModelInfo, ModelPage, TokenCount
 from .service import MessagesService
@@ -53,6 +54,7 @@ async def count_tokens(body: CountTokensRequest, request: Request) -> TokenCount
 
 for prefix in ("", "/anthropic"):
     router.add_api_route(f"{prefix}/v1/messages", create_message, methods=["POST"], response_model=Message,
+                         responses=SSE_RESPONSE,
                          summary="Anthropic Messages (stream: true → SSE events)", include_in_schema=not prefix)
     router.add_api_route(f"{prefix}/v1/messages/count_tokens", count_tokens, methods=["POST"],
                          summary="Anthropic token count of a Messages request", include_in_schema=not prefix)

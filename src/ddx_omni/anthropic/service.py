@@ -15,6 +15,7 @@ from ..core.settings import Settings
 from ..llm.engine import ChatDelta, ChatEngine, ChatParams
 from ..llm.engine import Usage as EngineUsage
 from ..llm.images import has_images
+from ..llm.prompt import prepare_prompt
 from .convert import chat_params, new_message_id
 from .events import BlockWriter, Event, content_of
 from .protocol import CountTokensRequest, Message, MessagesRequest, ModelInfo, ModelPage, Usage
@@ -41,9 +42,11 @@ class Prepared:
     message_id: str
 
 
-def fit_context(prompt: int, window: int, max_tokens: int) -> int:
+def fit_context(prompt: int, window: int, max_tokens: int | None) -> int:
     """max_tokens clamped to what the window leaves; a prompt that does not fit by itself is refused in the
     wording Claude Code compacts on."""
+    if max_tokens is None:  # the wire model requires it; the engines' params do not
+        raise RequestInvalid("max_tokens is required", param="max_tokens")
     if prompt >= window:
         raise ContextTooLong(f"prompt is too long: {prompt} tokens > {window - 1} maximum",
                              {"prompt_tokens": prompt, "context_window": window}, param="messages")
@@ -84,8 +87,8 @@ class MessagesService:
         engine = await self.llm.engine(req.model)
         params = chat_params(req)
         await self._images(engine, params)
-        prompt = await engine.count_prompt_tokens(params)
-        params.max_tokens = fit_context(prompt, engine.context_window, req.max_tokens)
+        # the one prompt pipeline (llm/prompt.py): checked, rendered and tokenized once, before any generation
+        prompt = await prepare_prompt(engine, params, req.max_tokens, fit=fit_context)
         return Prepared(engine=engine, params=params, prompt_tokens=prompt,
                         show_thinking=req.thinking is None or req.thinking.type != "disabled",
                         single_call=bool(req.tool_choice and req.tool_choice.disable_parallel_tool_use),

@@ -172,7 +172,9 @@ class Kernel:
         return self.proc is not None and self.proc.returncode is None
 
     async def start(self) -> None:
-        env = None if self.sandbox.sandboxed else self.sandbox.plain_env()
+        # bwrap too starts from the kernel's variables, never the server's: `serve` re-executes itself with
+        # OpenBLAS in LD_PRELOAD (llm/compute.py), and bwrap preloaded with it never got the kernel started
+        env = self.sandbox.plain_env()
         spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
             *self.sandbox.argv(self.spec), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, start_new_session=True, env=env, limit=READ_LIMIT))

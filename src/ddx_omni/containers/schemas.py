@@ -29,6 +29,12 @@ class AddFileRequest(BaseModel):
     file_id: str = Field(min_length=1)
 
 
+class ExecuteRequest(BaseModel):
+    """Replica to replica: run code in a container the receiving replica runs (not part of OpenAI's API)."""
+
+    code: str
+
+
 def container_object(row: dict[str, Any]) -> dict[str, Any]:
     return {"id": row["id"], "object": "container", "name": row["name"], "status": row["status"],
             "created_at": row["created_at"], "last_active_at": row["last_active_at"],

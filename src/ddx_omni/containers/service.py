@@ -1,14 +1,22 @@
 """The containers component: container records and files, one sandboxed kernel per running container, expiry.
 
-A container is a record (SQLite), a directory (its /mnt/data) and, once code has run in it, a kernel process.
-Calls into one container run one at a time (its lock); expiry kills the process and removes the files, both
-on a timer and at start, so nothing outlives its idle time across restarts either.
+A container is a record (`[storage].url`: SQLite by default, PostgreSQL for N replicas), a directory (its
+/mnt/data) and, once code has run in it, a kernel process. Calls into one container run one at a time (its
+lock); expiry kills the process and removes the files, both on a timer and at start, so nothing outlives its
+idle time across restarts either.
+
+With N replicas on one database, a container lives on the replica that made it (its record's `owner`, that
+replica's URL): the process and the files are there. Another replica relays what needs them (code, files,
+delete) to the owner over HTTP, as responses/peers.py does for running responses; a container whose owner's
+lease has run out died with it, and any replica marks it expired. Each replica expires only its own idle
+containers, so one starting up never touches the live containers of the others.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -20,7 +28,10 @@ from typing import Any, Protocol
 
 from ..core.errors import ApiError
 from ..core.settings import Settings
+from ..responses.peers import Peers, replica_url
 from ..responses.schemas import bad_request, list_object, new_id, not_found
+from ..storage import Database, open_database
+from ..storage.replicas import MIGRATIONS as REPLICA_MIGRATIONS
 from . import fs
 from .sandbox import Kernel, KernelSpec, Limits, Result, Sandbox, SandboxUnavailable
 from .schemas import MEMORY_BYTES, container_object, deleted_object, file_object, page
@@ -31,6 +42,8 @@ log = logging.getLogger("ddx_omni.containers")
 SWEEP_INTERVAL_S = 30.0
 RUNNING, EXPIRED = "running", "expired"
 PROBE_CODE = "import sys"
+RELAY_SLACK_S = 30.0  # a relayed call waits this much longer than the call's own timeout
+RELAYED = "x-ddx-relayed"  # a request one replica relayed to a container's owner: never relayed again
 
 
 class FileSource(Protocol):
@@ -73,12 +86,16 @@ def fix_for(reason: str) -> str:
 class ContainersService:
     name = "code_interpreter"
 
-    def __init__(self, settings: Settings, files: FileSource | None = None, sandbox: Sandbox | None = None) -> None:
+    def __init__(self, settings: Settings, files: FileSource | None = None, sandbox: Sandbox | None = None,
+                 database: Database | None = None) -> None:
+        self.settings = settings
         self.cfg = settings.code_interpreter
         self.files = files
         self.sandbox = sandbox or Sandbox()
         self.root = Path(self.cfg.data_dir)
-        self.store = ContainerStore(self.root / "containers.db")
+        self.store = ContainerStore(database or containers_database(settings))
+        self.here = replica_url(settings)  # this replica, as the `owner` of the containers it runs
+        self.peers = Peers(settings)
         self.kernels: dict[str, Kernel] = {}
         self.locks: dict[str, asyncio.Lock] = {}
         self.refusal: str | None = None  # why code cannot run here (400), when it cannot
@@ -89,6 +106,9 @@ class ContainersService:
     # ---- component ----------------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.store.open()
+        if self.store.db.shared:  # the replicas' heartbeats tell which owners are alive
+            await self.store.db.migrate(REPLICA_MIGRATIONS)
+        self.here = replica_url(self.settings)  # the port is final only now (tests pick a free one)
         await self.sweep()
         self._probe = asyncio.create_task(self._check_sandbox())  # ~50 ms: it must not delay the start
         self._sweeper = asyncio.create_task(self._sweep_forever())
@@ -106,10 +126,12 @@ class ContainersService:
         for kernel in list(self.kernels.values()):
             await kernel.kill()
         self.kernels.clear()
+        await self.peers.close()
         await self.store.close()
 
     def health(self) -> dict[str, Any]:
-        return {"state": "ready", "sandbox": self.mode, "refusal": self.refusal, "kernels": len(self.kernels)}
+        return {"state": "ready", "sandbox": self.mode, "refusal": self.refusal, "kernels": len(self.kernels),
+                "storage": self.store.db.dialect, "replica": self.here}
 
     # ---- the sandbox check ------------------------------------------------------------------------------
     async def _check_sandbox(self) -> None:
@@ -178,15 +200,15 @@ class ContainersService:
         if MEMORY_BYTES[memory_limit] > MEMORY_BYTES[self.cfg.max_memory_limit]:
             raise bad_request(f"memory_limit: {memory_limit} is above this server's maximum "
                               f"{self.cfg.max_memory_limit}", "memory_limit")
-        if len(await self.store.containers(status=RUNNING)) >= self.cfg.max_containers:
+        if len(await self.store.containers(status=RUNNING, owner=self.here)) >= self.cfg.max_containers:
             raise ApiError(f"Too many running containers (max_containers = {self.cfg.max_containers}); delete one "
                            f"or wait for one to expire", status=429, code="too_many_containers")
         sources = [await self._read_source(file_id) for file_id in file_ids or []]
         now = _now()
         row = await self.store.add_container({
             "id": container_id or new_id("cntr"), "name": name, "status": RUNNING, "created_at": now,
-            "last_active_at": now,
-            "expires_minutes": minutes or self.cfg.idle_minutes, "memory_limit": memory_limit})
+            "last_active_at": now, "expires_minutes": minutes or self.cfg.idle_minutes, "memory_limit": memory_limit,
+            "owner": self.here})
         await asyncio.to_thread(self._make_dir, row)
         for filename, data in sources:
             await self._write(row, fs.relative(Path(filename).name or "file"), data, "user")
@@ -224,13 +246,49 @@ class ContainersService:
             raise not_found(f"No container found with id {container_id!r}", "container_id")
         return row
 
+    def _mine(self, row: dict[str, Any]) -> bool:
+        """Whether this process runs the container (on a database of its own, every container is its own)."""
+        return not self.store.db.shared or row["owner"] in (self.here, "")
+
+    async def _live(self) -> set[str]:
+        return await self.store.live_replicas(self.settings.storage.lease_s)
+
+    async def owner(self, container_id: str) -> str | None:
+        """The URL of the other live replica that runs this container; None when this one answers (the container
+        is its own, unknown, expired, or its replica died)."""
+        row = await self.store.container(container_id)
+        if row is None or row["status"] != RUNNING or self._mine(row):
+            return None
+        return row["owner"] if row["owner"] in await self._live() else None
+
     async def running(self, container_id: str) -> dict[str, Any]:
-        """The container's record; 404 when unknown, 400 when it has expired."""
+        """The container's record; 404 when unknown, 400 when it has expired (or died with its replica)."""
         row = await self._row(container_id)
+        if row["status"] == RUNNING and not self._mine(row) and row["owner"] not in await self._live():
+            await self.store.expire(row["id"], EXPIRED)  # its process ended with its replica
+            row = {**row, "status": EXPIRED}
         if row["status"] != RUNNING:
             raise bad_request(f"Container {container_id} has expired (idle for more than {row['expires_minutes']}"
                               f" minutes); create a new one", "container_id", code="container_expired")
         return row
+
+    async def _local(self, container_id: str) -> dict[str, Any]:
+        """`running`, for what needs the process or the files: 409 when they are on another replica (the router
+        relays such requests first; one relayed to a replica that no longer owns the container ends here)."""
+        row = await self.running(container_id)
+        if not self._mine(row):
+            raise ApiError(f"Container {container_id} runs on the replica {row['owner']}, not on this one",
+                           code="container_on_another_replica", param="container_id")
+        return row
+
+    async def relay(self, owner: str, method: str, path: str, body: bytes, content_type: str | None,
+                    timeout_s: float | None = None) -> tuple[int, bytes, dict[str, str]]:
+        """A request for a container of another replica, sent to it as it came → its status, body, headers."""
+        headers = {RELAYED: "1", **({"content-type": content_type} if content_type else {})}
+        answer = await self.peers.forward(method, f"{owner}{path}", content=body, headers=headers,
+                                          timeout_s=timeout_s)
+        kept = {k: v for k, v in answer.headers.items() if k in ("content-type", "content-disposition")}
+        return answer.status_code, answer.content, kept
 
     async def _discard(self, container_id: str) -> None:
         """Kill its process and remove its files (the record stays)."""
@@ -246,15 +304,20 @@ class ContainersService:
 
     # ---- expiry -----------------------------------------------------------------------------------------
     async def sweep(self, now: int | None = None) -> list[str]:
-        """Expire the idle running containers; remove directories no running container owns. → expired ids."""
+        """Expire this replica's idle running containers and those whose replica died (never the live ones of
+        another replica: it expires its own); remove directories no running container owns. → expired ids."""
         now = _now() if now is None else now
+        live = await self._live() if self.store.db.shared else set()
         expired = []
         for row in await self.store.containers(status=RUNNING):
-            if row["last_active_at"] + 60 * row["expires_minutes"] <= now:
+            if self._mine(row):
+                if row["last_active_at"] + 60 * row["expires_minutes"] > now:
+                    continue
                 await self._discard(row["id"])
-                await self.store.delete_files([f["id"] for f in await self.store.files(row["id"])])
-                await self.store.set_status(row["id"], EXPIRED)
-                expired.append(row["id"])
+            elif row["owner"] in live:
+                continue
+            await self.store.expire(row["id"], EXPIRED)
+            expired.append(row["id"])
         keep = {row["id"] for row in await self.store.containers(status=RUNNING)}
         await asyncio.to_thread(self._remove_orphans, keep)
         if expired:
@@ -276,7 +339,7 @@ class ContainersService:
 
     # ---- files ------------------------------------------------------------------------------------------
     async def add_file(self, container_id: str, filename: str, data: bytes) -> dict[str, Any]:
-        row = await self.running(container_id)
+        row = await self._local(container_id)
         try:
             rel = fs.relative(Path(filename).name)
         except fs.UnsafePath as exc:
@@ -284,7 +347,7 @@ class ContainersService:
         return file_object(await self._write(row, rel, data, "user"))
 
     async def add_file_id(self, container_id: str, file_id: str) -> dict[str, Any]:
-        await self.running(container_id)
+        await self._local(container_id)
         filename, data = await self._read_source(file_id)
         return await self.add_file(container_id, filename, data)
 
@@ -302,7 +365,7 @@ class ContainersService:
         return record
 
     async def list_files(self, container_id: str, after: str | None, limit: int, order: str) -> dict[str, Any]:
-        row = await self.running(container_id)
+        row = await self._local(container_id)
         await self._sync(row)
         data, more = page(await self.store.files(row["id"]), after, limit, order)
         return list_object([file_object(f) for f in data], more)
@@ -311,7 +374,7 @@ class ContainersService:
         return file_object(await self._file(container_id, file_id))
 
     async def _file(self, container_id: str, file_id: str) -> dict[str, Any]:
-        row = await self.running(container_id)
+        row = await self._local(container_id)
         await self._sync(row)
         record = await self.store.file(row["id"], file_id)
         if record is None:
@@ -354,9 +417,13 @@ class ContainersService:
         return changed
 
     # ---- running code -------------------------------------------------------------------------------------
-    async def execute(self, container_id: str, code: str) -> Execution:
+    async def execute(self, container_id: str, code: str, relayed: bool = False) -> Execution:
+        """Run code in the container, here or (relayed once) on the replica that runs it."""
+        owner = None if relayed else await self.owner(container_id)
+        if owner is not None:
+            return await self._execute_at(owner, container_id, code)
         await self.require_sandbox()
-        row = await self.running(container_id)
+        row = await self._local(container_id)
         async with self._lock(row["id"]):
             kernel = await self._kernel(row)
             before = {e.path: e for e in await asyncio.to_thread(fs.scan, self.data_dir(row["id"]))}
@@ -368,6 +435,21 @@ class ContainersService:
         return Execution(row["id"], self._logs(result), [f"data:image/png;base64,{i}" for i in result.images],
                          error=result.error is not None, failure=result.failure,
                          files=[file_object(f) for f in written])
+
+    async def _execute_at(self, owner: str, container_id: str, code: str) -> Execution:
+        path = f"/v1/containers/{container_id}/execute"
+        status, body, _ = await self.relay(owner, "POST", path, json.dumps({"code": code}).encode(),
+                                           "application/json", self.cfg.timeout_s + RELAY_SLACK_S)
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            raise ApiError(f"the container's replica {owner} answered {status} without JSON", status=502,
+                           code="replica_error") from None
+        if status != 200:
+            error = answer.get("error") or {}
+            raise ApiError(error.get("message") or "the container's replica refused", status=status,
+                           code=error.get("code") or "replica_error", param=error.get("param"))
+        return Execution(**answer)
 
     async def _kernel(self, row: dict[str, Any]) -> Kernel:
         kernel = self.kernels.get(row["id"])
@@ -390,6 +472,12 @@ class ContainersService:
         if result.failure:
             logs += ("\n" if logs and not logs.endswith("\n") else "") + result.failure
         return logs
+
+
+def containers_database(settings: Settings) -> Database:
+    """[storage].url, or (empty) the SQLite file containers.db in [code_interpreter].data_dir (as before)."""
+    return open_database(settings.storage.url, default_sqlite=Path(settings.code_interpreter.data_dir) /
+                         "containers.db", pool_size=settings.storage.pool_size)
 
 
 def create_service(settings: Settings, files: FileSource | None = None) -> ContainersService:

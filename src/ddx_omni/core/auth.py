@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.encoders import jsonable_encoder
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPBearer
 from starlette.routing import compile_path
 from starlette.websockets import WebSocket
@@ -86,14 +86,17 @@ class ProtectedRoutes:
         self.operations: set[tuple[str, str]] = set()  # (path template, lowercase method), for the document
 
     def add(self, router: APIRouter) -> None:
-        for route in router.routes:
-            if not isinstance(route, APIRoute) or not route.methods:
+        # iter_route_contexts walks the routers `router` includes too, with their effective paths (FastAPI keeps
+        # an included router as one lazy entry of `router.routes`: its routes would go unprotected otherwise)
+        for route in iter_route_contexts(router.routes):
+            path, methods = route.path, route.methods
+            if not isinstance(route.original_route, APIRoute) or not methods or path is None:
                 continue
-            if "{" in route.path:
-                self.templated.append((compile_path(route.path)[0], set(route.methods)))
+            if "{" in path:
+                self.templated.append((compile_path(path)[0], set(methods)))
             else:
-                self.exact.setdefault(route.path, set()).update(route.methods)
-            self.operations.update((route.path, method.lower()) for method in route.methods)
+                self.exact.setdefault(path, set()).update(methods)
+            self.operations.update((path, method.lower()) for method in methods)
 
     def covers(self, method: str, scope_path: str, root_path: str = "") -> bool:
         # routes match the path below the mount point, as Starlette's routing does
@@ -110,24 +113,16 @@ def include_protected(app: FastAPI, router: APIRouter) -> None:
     app.state.protected_routes.add(router)
 
 
-def document_security(app: FastAPI, protected: ProtectedRoutes) -> None:
+def document_security(document: dict[str, Any], protected: ProtectedRoutes) -> None:
     """Name the key schemes in the OpenAPI document, and on each protected operation, as FastAPI does for
-    `Security()` dependencies."""
-    generate = app.openapi
+    `Security()` dependencies (core/openapi.py calls it while building the document)."""
     requirement: list[dict[str, list[str]]] = [{scheme.scheme_name: []} for scheme in SCHEMES]
-    definitions = {scheme.scheme_name: jsonable_encoder(scheme.model, by_alias=True, exclude_none=True)
-                   for scheme in SCHEMES}
-
-    def openapi() -> dict[str, Any]:
-        document = generate()  # FastAPI's, cached on the app; the additions below are idempotent
-        for path, method in protected.operations:
-            operation = document["paths"].get(path, {}).get(method)
-            if operation is not None:
-                operation["security"] = requirement
-        document.setdefault("components", {})["securitySchemes"] = definitions
-        return document
-
-    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the document
+    for path, method in protected.operations:
+        operation = document["paths"].get(path, {}).get(method)
+        if operation is not None:
+            operation["security"] = requirement
+    document.setdefault("components", {})["securitySchemes"] = {
+        scheme.scheme_name: jsonable_encoder(scheme.model, by_alias=True, exclude_none=True) for scheme in SCHEMES}
 
 
 def authenticate_websocket(websocket: WebSocket) -> tuple[bool, str | None]:

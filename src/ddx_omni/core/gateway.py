@@ -17,7 +17,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import ProtectedRoutes, key_problem
-from .errors import error_body, error_response
+from .errors import INTERNAL_ERROR, error_body, error_response
 from .logging import request_id_var
 from .request_id import sane_request_id
 
@@ -122,7 +122,7 @@ class GatewayMiddleware:
         except Exception:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if exchange.status is None:  # a stream that already started can only be cut short
-                await _send_json(send_with_id, 500, error_body(scope["path"], 500, "llm_error",
+                await _send_json(send_with_id, 500, error_body(scope["path"], 500, INTERNAL_ERROR,
                                                                "Internal server error"))
         finally:
             self.metrics.in_flight.dec()

@@ -17,6 +17,8 @@ HTTP_IN_FLIGHT = Gauge("ddx_http_requests_in_flight", "HTTP requests being serve
 
 LLM_TOKENS = Counter("ddx_llm_tokens_generated_total", "Completion tokens generated", ["model"], registry=REGISTRY)
 LLM_PROMPT_TOKENS = Counter("ddx_llm_prompt_tokens_total", "Prompt tokens processed", ["model"], registry=REGISTRY)
+LLM_PROMPT_RENDERS = Counter("ddx_llm_prompt_renders_total", "Chat templates rendered and tokenized (one per request "
+                             "when the prompt pipeline's tokens are reused)", ["model"], registry=REGISTRY)
 LLM_TTFT = Histogram("ddx_llm_time_to_first_token_seconds", "Time from request to first generated token",
                      ["model"], registry=REGISTRY,
                      buckets=(.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60))

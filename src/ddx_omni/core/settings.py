@@ -16,7 +16,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "DDX_"
@@ -308,7 +317,7 @@ class CodeInterpreterSettings(_Section):
     data_dir: Path = Field(default_factory=lambda: state_dir() / "containers")  # containers' /mnt/data + records
     # without bubblewrap the code interpreter is refused (400); true runs code as plain, unisolated processes
     allow_unsandboxed: bool = False
-    max_containers: int = Field(32, ge=1)  # running containers at once (more → 429)
+    max_containers: int = Field(32, ge=1)  # running containers at once on this replica (more → 429)
     timeout_s: float = Field(60.0, gt=0)  # wall clock of one call; past it the container's process group is killed
     idle_minutes: int = Field(20, ge=1, le=10080)  # expiry after the last activity, when a create names none
     memory_limit: Literal["1g", "4g", "16g", "64g"] = "1g"  # default address-space limit of a container
@@ -377,8 +386,10 @@ class Settings(BaseSettings):
     embeddings: EmbeddingsSettings = EmbeddingsSettings()
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   **_: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+    def settings_customise_sources(  # the base's signature; load_settings layers the sources itself
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+            env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+            file_secret_settings: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:  # noqa: ARG003
         # load_settings merges the layers itself (to know where each value came from).
         return (init_settings,)
 
@@ -405,7 +416,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
                             f"Fix: check the path given to --config, or remove the flag to use the defaults.") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"The config file {path} is not valid TOML: {exc}.\n"
-                            f"Fix: correct the syntax at that place (see config.toml in the repository for the format).") from None
+                            f"Fix: correct the syntax at that place "
+                            f"(see config.toml in the repository for the format).") from None
 
 
 def _env_layer(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -468,17 +480,18 @@ def load_settings(config: Path | None = None, overrides: Mapping[str, Any] | Non
     try:
         return Settings(**merged)
     except ValidationError as exc:
-        raise SettingsError(_explain(exc, merged, origin)) from None
+        raise SettingsError(_explain(exc, origin)) from None
 
 
-def _explain(exc: ValidationError, merged: Mapping[str, Any], origin: Mapping[str, str]) -> str:
+def _explain(exc: ValidationError, origin: Mapping[str, str]) -> str:
     lines = []
     for err in exc.errors():
         loc = [str(part) for part in err["loc"]]
         dotted = ".".join(loc)
         # a list item's error (llm.models.0.id) comes from the setting that holds the list
         source = next((origin[".".join(loc[:n])] for n in range(len(loc), 0, -1) if ".".join(loc[:n]) in origin),
-                      None) or next((src for key, src in origin.items() if key.startswith(dotted + ".")), "the defaults")
+                      None)
+        source = source or next((src for key, src in origin.items() if key.startswith(dotted + ".")), "the defaults")
         env_name = f"{ENV_PREFIX}{loc[0].upper()}__{loc[1].upper()}" if len(loc) > 1 else None
         if err["type"] == "extra_forbidden":
             known = _known_keys(loc[:-1])

@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..embeddings.service import EmbeddingsService
+from ..storage import Database
 from . import store as st
 from .chunking import ApproximateTokens, Chunk, TokenCounter, chunk_text
-from .db import Database
 from .parsing import InvalidFile, UnsupportedFile, parser_for
 
 if TYPE_CHECKING:
@@ -27,8 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ddx_omni.files.ingest")
 
-EMBED_GROUP = 64
-LEAD_CHARS = 300  # the opening words indexed beside every chunk (a title, a NAME line, an abstract)  # chunks per embedding call: a cancelled file stops within one group
+EMBED_GROUP = 64  # chunks per embedding call: a cancelled file stops within one group
+LEAD_CHARS = 300  # the opening words indexed beside every chunk (a title, a NAME line, an abstract)
 
 
 class IngestFailed(Exception):
@@ -51,12 +50,13 @@ class _EngineTokens:
 
 
 class Ingestor:
-    def __init__(self, db: Database, files: FilesService, embeddings: EmbeddingsService,
-                 on_written: Callable[[str], None], workers: int = 1) -> None:
+    def __init__(self, db: Database, files: FilesService, embeddings: EmbeddingsService, workers: int = 1,
+                 on_idle: Callable[[set[str]], None] | None = None) -> None:
         self.db = db
         self.files = files
         self.embeddings = embeddings
-        self.on_written = on_written
+        self.on_idle = on_idle  # the queue ran empty: these stores got chunks since the last call
+        self._written: set[str] = set()
         self.workers = workers
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -82,6 +82,7 @@ class Ingestor:
             vector_store_id, file_id = await self._queue.get()
             try:
                 await self.ingest(vector_store_id, file_id)
+                self._written.add(vector_store_id)
             except asyncio.CancelledError:
                 raise
             except Dropped:
@@ -93,6 +94,9 @@ class Ingestor:
                 await self._fail(vector_store_id, file_id, "server_error", f"{type(exc).__name__}: {exc}")
             finally:
                 self._queue.task_done()
+            if self._queue.empty() and self._written and self.on_idle is not None:
+                self.on_idle(self._written)
+                self._written = set()
 
     async def ingest(self, vector_store_id: str, file_id: str) -> None:
         chunking = await self._pending_chunking(vector_store_id, file_id)
@@ -108,8 +112,7 @@ class Ingestor:
         vectors = await self._embed(vector_store_id, file_id, chunks)
         lead = f"{await self._filename(file_id)}\n{text[:LEAD_CHARS]}"
         rows = [st.ChunkRow(n, c.text, None if vectors is None else vectors[n], lead) for n, c in enumerate(chunks)]
-        if await self.db.write(lambda conn: _write(conn, vector_store_id, file_id, rows)):
-            self.on_written(vector_store_id)
+        await self.db.transaction(st.write_chunks(vector_store_id, file_id, rows))
 
     async def parse(self, file_id: str) -> str:
         filename, data = await self.files.read_bytes(file_id)
@@ -125,7 +128,7 @@ class Ingestor:
         return str((await self.files.get(file_id))["filename"])
 
     async def _pending_chunking(self, vector_store_id: str, file_id: str) -> dict[str, Any] | None:
-        rows = await self.db.rows("SELECT chunking FROM vs_files WHERE vector_store_id = ? AND file_id = ?"
+        rows = await self.db.read("SELECT chunking FROM vs_files WHERE vector_store_id = ? AND file_id = ?"
                                   " AND status = 'in_progress'", (vector_store_id, file_id))
         return json.loads(rows[0][0])["static"] if rows else None
 
@@ -145,23 +148,11 @@ class Ingestor:
 
     async def _fail(self, vector_store_id: str, file_id: str, code: str, message: str) -> None:
         error = st.dump({"code": code, "message": message[:1000]})
-        await self.db.execute("UPDATE vs_files SET status = 'failed', last_error = ? WHERE vector_store_id = ?"
-                              " AND file_id = ? AND status = 'in_progress'", (error, vector_store_id, file_id))
+        await self.db.transaction([("UPDATE vs_files SET status = 'failed', last_error = ? WHERE vector_store_id = ?"
+                                    " AND file_id = ? AND status = 'in_progress'", (error, vector_store_id, file_id),
+                                    False)])
 
 
 def _encode_all(engine: Any, texts: list[str]) -> list[list[int]]:
     return [engine.encode(t) for t in texts]
 
-
-def _write(conn: sqlite3.Connection, vector_store_id: str, file_id: str, rows: list[st.ChunkRow]) -> bool:
-    still = conn.execute("SELECT 1 FROM vs_files WHERE vector_store_id = ? AND file_id = ? AND status = 'in_progress'",
-                         (vector_store_id, file_id)).fetchone()
-    seq = st.store_seq(conn, vector_store_id)
-    if still is None or seq is None:
-        return False
-    st.delete_chunks(conn, seq, vector_store_id, file_id)  # a re-run after a crash starts from a clean slate
-    st.insert_chunks(conn, seq, vector_store_id, file_id, rows)
-    usage = sum(len(r.text.encode()) + len(r.embedding or b"") for r in rows)
-    conn.execute("UPDATE vs_files SET status = 'completed', usage_bytes = ?, last_error = NULL"
-                 " WHERE vector_store_id = ? AND file_id = ?", (usage, vector_store_id, file_id))
-    return True

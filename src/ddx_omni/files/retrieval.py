@@ -1,8 +1,8 @@
-"""Hybrid retrieval over one vector store: BM25 from its FTS5 table, cosine over its vectors, fused in [0, 1].
+"""Hybrid retrieval over one vector store's in-process index: BM25 top-k, cosine over its vectors, fused in [0, 1].
 
 Scores mean the same thing whatever the store's size, so `score_threshold` is usable:
-- lexical: FTS5's BM25 divided by the sum of the query terms' IDFs (what a chunk holding every term once, at
-  average length, scores), capped at 1;
+- lexical: BM25 (lexical.py, FTS5's formula) divided by the sum of the query terms' IDFs (what a chunk holding
+  every term once, at average length, scores), capped at 1;
 - dense: the cosine similarity of normalised vectors, floored at 0;
 - hybrid: the weighted mean of the two (`hybrid_search.embedding_weight` / `text_weight`, 0.5 each by default).
 Dense search is exact (numpy brute force over the store's matrix, see BENCHMARKS.md for its cost).
@@ -10,18 +10,16 @@ Dense search is exact (numpy brute force over the store's matrix, see BENCHMARKS
 
 from __future__ import annotations
 
-import math
 import re
-import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from .store import fts_table
+from . import lexical as lx
+from .index import StoreIndex
 
-# Dropped from the lexical query only (BM25 gives them ~0 weight anyway, but each one makes FTS5 rank almost
-# every chunk of the store); a query made only of them keeps them.
+# Dropped from the lexical query only (BM25 gives them ~0 weight anyway, and each one's postings are long);
+# a query made only of them keeps them.
 STOPWORDS = frozenset(
     [
         "a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "do", "does", "for", "from", "how", "i",
@@ -30,9 +28,6 @@ STOPWORDS = frozenset(
         "which", "who", "why", "will", "with", "you", "your"
     ])
 MAX_TERMS = 32
-# BM25 weight of the `lead` column (file name + opening words, beside every chunk) against the chunk's own text:
-# a passage of the document a question is about outranks a passing mention elsewhere.
-LEAD_WEIGHT = 0.5  # on git-doc: recall@5 0.625 → 0.650 (0.25 the same, 1.0 lowers MRR)
 CANDIDATES_MIN = 50  # each ranker proposes at least this many chunks before fusion
 
 
@@ -42,79 +37,14 @@ def query_terms(query: str) -> list[str]:
     return kept[:MAX_TERMS]
 
 
-def _quote(term: str) -> str:
-    return '"' + term.replace('"', '""') + '"'  # every token quoted: punctuation never reaches FTS5's parser
-
-
-@dataclass
-class StoreIndex:
-    """A store's dense side, loaded from its chunks: row ids (ascending), their files, unit vectors."""
-
-    version: int
-    ids: np.ndarray  # int64 chunk ids, ascending
-    file_of: np.ndarray  # int32 index into `files`
-    files: list[str]
-    vectors: np.ndarray | None  # float32 (n, dims), L2-normalised; None without an embedding model
-    file_index: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def size(self) -> int:
-        return int(self.ids.shape[0])
-
-
-def load_index(conn: sqlite3.Connection, vector_store_id: str, version: int, dims: int | None) -> StoreIndex:
-    rows = conn.execute("SELECT id, file_id, embedding FROM chunks WHERE vector_store_id = ? ORDER BY id",
-                        (vector_store_id,)).fetchall()
-    files = list(dict.fromkeys(row[1] for row in rows))
-    file_index = {f: n for n, f in enumerate(files)}
-    ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-    file_of = np.fromiter((file_index[row[1]] for row in rows), dtype=np.int32, count=len(rows))
-    vectors = None
-    if dims:
-        vectors = np.zeros((len(rows), dims), dtype=np.float32)
-        for n, row in enumerate(rows):
-            if row[2] is not None and len(row[2]) == dims * 4:  # a vector of another model counts as none
-                vectors[n] = np.frombuffer(row[2], dtype=np.float32)
-    return StoreIndex(version, ids, file_of, files, vectors, file_index)
-
-
-def lexical(conn: sqlite3.Connection, store_seq: int, n_chunks: int, query: str,
-            allowed: set[str] | None, limit: int) -> dict[int, float]:
+def lexical(index: StoreIndex, tokenize: lx.Tokenizer, query: str, allowed: set[str] | None,
+            limit: int) -> dict[int, float]:
     """chunk id → normalised BM25 score for the best `limit` chunks matching any query term."""
-    terms = query_terms(query)
-    if not terms or n_chunks == 0:
+    terms, idf_sum = lx.query_ids(index.postings, index.vocab, tokenize(" ".join(query_terms(query))))
+    if not terms or index.size == 0:
         return {}
-    table = fts_table(store_seq)
-    idfs = {t: _idf(n_chunks, _doc_count(conn, table, t)) for t in terms}
-    idf_sum = sum(idfs.values())
-    # A term in over half the chunks has FTS5's floor IDF (1e-6): it adds nothing to any score, but matching it
-    # would make FTS5 rank most of the store. Only the informative terms are matched (the rarest if none is).
-    useful = [t for t, idf in idfs.items() if idf > 1e-6] or [max(idfs, key=lambda t: idfs[t])]
-    match = " OR ".join(_quote(t) for t in useful)
-    rank = f"bm25({table}, 1.0, {LEAD_WEIGHT})"
-    sql = f"SELECT f.rowid, {rank} FROM {table} AS f"
-    args: list[object] = [match]
-    if allowed is not None:
-        sql += " JOIN chunks AS c ON c.id = f.rowid"
-    sql += f" WHERE {table} MATCH ?"
-    if allowed is not None:
-        sql += f" AND c.file_id IN ({','.join('?' * len(allowed))})"
-        args += sorted(allowed)
-    sql += f" ORDER BY {rank} LIMIT ?"
-    args.append(limit)
-    return {int(rowid): min(1.0, -score / idf_sum) if idf_sum > 0 else 0.0
-            for rowid, score in conn.execute(sql, args).fetchall()}
-
-
-def _doc_count(conn: sqlite3.Connection, table: str, term: str) -> int:
-    return int(conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {table} MATCH ?", (_quote(term),)).fetchone()[0])
-
-
-def _idf(n: int, hits: int) -> float:
-    """FTS5's own IDF (sqlite fts5_aux.c): log((N - n + 0.5) / (n + 0.5)), floored at 1e-6."""
-    if hits == 0:
-        return 0.0
-    return max(1e-6, math.log((n - hits + 0.5) / (hits + 0.5)))
+    rows, scores = lx.top_k(index.postings, terms, limit, index.rows_of(allowed))
+    return {int(index.ids[r]): lx.normalised(float(s), idf_sum) for r, s in zip(rows, scores, strict=True)}
 
 
 def dense(index: StoreIndex, query_vector: np.ndarray, allowed: set[str] | None, limit: int) -> dict[int, float]:
@@ -131,10 +61,8 @@ def similarities(index: StoreIndex, query_vector: np.ndarray, allowed: set[str] 
     if index.vectors is None or index.size == 0:
         return None
     sims = index.vectors @ query_vector
-    if allowed is not None:
-        keep = np.array([index.file_index[f] for f in allowed if f in index.file_index], dtype=np.int32)
-        sims = np.where(np.isin(index.file_of, keep), sims, -np.inf)
-    return sims
+    mask = index.rows_of(allowed)
+    return sims if mask is None else np.where(mask, sims, -np.inf)
 
 
 def fuse(lex: dict[int, float], sem: dict[int, float], sims: np.ndarray | None, index: StoreIndex,

@@ -9,6 +9,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Form, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 
+from ..core.paging import page_args
 from ..responses.schemas import bad_request
 from .schemas import (
     MAX_RESULTS,
@@ -19,7 +20,6 @@ from .schemas import (
     UpdateFileAttributesRequest,
     UpdateVectorStoreRequest,
     now,
-    page_args,
 )
 from .service import FilesService
 from .vector_stores import VectorStores

@@ -177,10 +177,3 @@ def page_object(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
 def deleted(object_id: str, kind: str) -> dict[str, Any]:
     return {"id": object_id, "object": kind, "deleted": True}
 
-
-def page_args(limit: int, order: str, most: int = 100) -> dict[str, Any]:
-    if not 1 <= limit <= most:
-        raise bad_request(f"limit: must be between 1 and {most}", "limit")
-    if order not in ("asc", "desc"):
-        raise bad_request("order: must be 'asc' or 'desc'", "order")
-    return {"limit": limit, "order": order}

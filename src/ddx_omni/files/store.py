@@ -1,45 +1,47 @@
-"""The files database: uploaded files, vector stores, their files and batches, chunks and one FTS5 index per store.
+"""The files tables on any storage backend (storage/: SQLite, PostgreSQL): uploaded files, vector stores, their
+files and batches, and chunks (text, the file's lead, a float32 vector as BLOB/bytea).
 
-Each vector store has its own FTS5 table (`fts_<seq>`, external content over `chunks`), so BM25's document
-statistics (N, document frequencies, average length) are the store's own and a store is dropped in one
-statement. Chunks hold their text and, when an embedding model is loaded, a float32 vector.
+The search index is not in the database: each process keeps its own (index.py) and follows `vector_stores.version`,
+bumped in the same transaction as every chunk write or delete. So PostgreSQL needs neither tsvector nor pgvector.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE files (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+from ..storage import Migrations, Statement
+
+# Version 1 is the schema of the files database before it moved onto storage/ (there: `schema_version` 1, plus
+# one FTS5 table per store, now unused). `IF NOT EXISTS` lets such a file be adopted as it is.
+_V1 = """
+    CREATE TABLE IF NOT EXISTS files (
+        seq {seq},
         id TEXT NOT NULL UNIQUE,
         filename TEXT NOT NULL,
-        bytes INTEGER NOT NULL,
+        bytes BIGINT NOT NULL,
         purpose TEXT NOT NULL,
-        created_at INTEGER NOT NULL,
-        expires_at INTEGER
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT
     );
-    CREATE INDEX files_by_purpose ON files (purpose, seq);
-    CREATE INDEX files_expiring ON files (expires_at) WHERE expires_at IS NOT NULL;
-    CREATE TABLE vector_stores (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    CREATE INDEX IF NOT EXISTS files_by_purpose ON files (purpose, seq);
+    CREATE INDEX IF NOT EXISTS files_expiring ON files (expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE IF NOT EXISTS vector_stores (
+        seq {seq},
         id TEXT NOT NULL UNIQUE,
-        body TEXT NOT NULL               -- name, description, metadata, expires_after, created_at, last_active_at
+        body TEXT NOT NULL               -- name, description, metadata, expires_after, created_at
     );
-    CREATE TABLE batches (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    CREATE TABLE IF NOT EXISTS batches (
+        seq {seq},
         id TEXT NOT NULL UNIQUE,
         vector_store_id TEXT NOT NULL REFERENCES vector_stores (id) ON DELETE CASCADE,
-        created_at INTEGER NOT NULL,
+        created_at BIGINT NOT NULL,
         cancelled INTEGER NOT NULL DEFAULT 0
     );
-    CREATE TABLE vs_files (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    CREATE TABLE IF NOT EXISTS vs_files (
+        seq {seq},
         vector_store_id TEXT NOT NULL REFERENCES vector_stores (id) ON DELETE CASCADE,
         file_id TEXT NOT NULL REFERENCES files (id) ON DELETE CASCADE,
         batch_id TEXT,
@@ -47,46 +49,42 @@ MIGRATIONS: tuple[str, ...] = (
         last_error TEXT,
         attributes TEXT NOT NULL,
         chunking TEXT NOT NULL,
-        usage_bytes INTEGER NOT NULL DEFAULT 0,
-        created_at INTEGER NOT NULL,
+        usage_bytes BIGINT NOT NULL DEFAULT 0,
+        created_at BIGINT NOT NULL,
         UNIQUE (vector_store_id, file_id)
     );
-    CREATE INDEX vs_files_by_file ON vs_files (file_id);
-    CREATE INDEX vs_files_by_batch ON vs_files (batch_id) WHERE batch_id IS NOT NULL;
-    CREATE INDEX vs_files_unfinished ON vs_files (status) WHERE status = 'in_progress';
-    CREATE TABLE chunks (
-        id INTEGER PRIMARY KEY,
+    CREATE INDEX IF NOT EXISTS vs_files_by_file ON vs_files (file_id);
+    CREATE INDEX IF NOT EXISTS vs_files_by_batch ON vs_files (batch_id) WHERE batch_id IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS vs_files_unfinished ON vs_files (status) WHERE status = 'in_progress';
+    CREATE TABLE IF NOT EXISTS chunks (
+        id {chunk_id},
         vector_store_id TEXT NOT NULL,
         file_id TEXT NOT NULL,
         position INTEGER NOT NULL,
         text TEXT NOT NULL,
         lead TEXT NOT NULL DEFAULT '',   -- the file's name and opening words, indexed beside every chunk
-        embedding BLOB
+        embedding {blob}
     );
-    CREATE INDEX chunks_by_file ON chunks (vector_store_id, file_id, position);
-    """,
+    CREATE INDEX IF NOT EXISTS chunks_by_file ON chunks (vector_store_id, file_id, position)
+"""
+# the index version every replica follows, and last_active_at out of the JSON body (a search's touch then
+# never overwrites a concurrent rename)
+_V2 = """
+    ALTER TABLE vector_stores ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE vector_stores ADD COLUMN last_active_at BIGINT NOT NULL DEFAULT 0
+"""
+MIGRATIONS = Migrations(
+    "files_schema_version",
+    sqlite=(_V1.format(seq="INTEGER PRIMARY KEY AUTOINCREMENT", chunk_id="INTEGER PRIMARY KEY", blob="BLOB"), _V2),
+    postgresql=(_V1.format(seq="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+                           chunk_id="BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY", blob="BYTEA"), _V2),
 )
 
-
-def migrate(conn: sqlite3.Connection) -> None:
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    current = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
-    if current > len(MIGRATIONS):
-        raise RuntimeError(f"files database has schema version {current}, newer than this ddx-omni knows "
-                           f"({len(MIGRATIONS)}); upgrade ddx-omni or use another [files].db_path")
-    for version in range(current, len(MIGRATIONS)):
-        for statement in (s.strip() for s in MIGRATIONS[version].split(";")):
-            if statement:
-                conn.execute(statement)
-        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version + 1,))
+IN_PROGRESS = "SELECT 1 FROM vs_files WHERE vector_store_id = ? AND file_id = ? AND status = 'in_progress'"
 
 
 def dump(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def fts_table(seq: int) -> str:
-    return f"fts_{int(seq)}"
 
 
 @dataclass
@@ -97,73 +95,63 @@ class ChunkRow:
     lead: str = ""
 
 
-# ---- writes (each runs inside Database.write's transaction) -----------------------------------------------
-def insert_chunks(conn: sqlite3.Connection, store_seq: int, vector_store_id: str, file_id: str,
-                  chunks: Sequence[ChunkRow]) -> None:
-    first = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM chunks").fetchone()[0]
-    rows = [(first + n, vector_store_id, file_id, c.position, c.text, c.lead, c.embedding)
-            for n, c in enumerate(chunks)]
-    conn.executemany("INSERT INTO chunks (id, vector_store_id, file_id, position, text, lead, embedding)"
-                     " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-    conn.executemany(f"INSERT INTO {fts_table(store_seq)} (rowid, text, lead) VALUES (?, ?, ?)",
-                     [(row[0], row[4], row[5]) for row in rows])
+def bump(vector_store_id: str) -> Statement:
+    """The store's chunks changed: every process's index of it is stale."""
+    return "UPDATE vector_stores SET version = version + 1 WHERE id = ?", (vector_store_id,), False
 
 
-def delete_chunks(conn: sqlite3.Connection, store_seq: int, vector_store_id: str, file_id: str) -> None:
-    rows = conn.execute("SELECT id, text, lead FROM chunks WHERE vector_store_id = ? AND file_id = ?",
-                        (vector_store_id, file_id)).fetchall()
-    table = fts_table(store_seq)
-    conn.executemany(f"INSERT INTO {table} ({table}, rowid, text, lead) VALUES ('delete', ?, ?, ?)", rows)
-    conn.execute("DELETE FROM chunks WHERE vector_store_id = ? AND file_id = ?", (vector_store_id, file_id))
+# ---- transactions (lists of statements, run all or none) -------------------------------------------------
+def write_chunks(vector_store_id: str, file_id: str, rows: Sequence[ChunkRow]) -> list[Statement]:
+    """A file's chunks and its `completed` status, only if it is still `in_progress` when the transaction runs.
+    The first statement locks the file's row (PostgreSQL), so a concurrent cancel, detach or delete waits for
+    this commit, or has happened already and then the chunks are removed again by the fourth statement."""
+    key = (vector_store_id, file_id)
+    usage = sum(len(r.text.encode()) + len(r.embedding or b"") for r in rows)
+    return [
+        ("UPDATE vs_files SET status = status WHERE vector_store_id = ? AND file_id = ? AND status = 'in_progress'",
+         key, False),
+        ("DELETE FROM chunks WHERE vector_store_id = ? AND file_id = ?", key, False),  # a re-run starts clean
+        ("INSERT INTO chunks (vector_store_id, file_id, position, text, lead, embedding) VALUES (?, ?, ?, ?, ?, ?)",
+         [(*key, r.position, r.text, r.lead, r.embedding) for r in rows], True),
+        (f"DELETE FROM chunks WHERE vector_store_id = ? AND file_id = ? AND NOT EXISTS ({IN_PROGRESS})",
+         key * 2, False),
+        ("UPDATE vs_files SET status = 'completed', usage_bytes = ?, last_error = NULL"
+         " WHERE vector_store_id = ? AND file_id = ? AND status = 'in_progress'", (usage, *key), False),
+        bump(vector_store_id),
+    ]
 
 
-def create_store(conn: sqlite3.Connection, vector_store_id: str, body: dict[str, Any]) -> int:
-    cur = conn.execute("INSERT INTO vector_stores (id, body) VALUES (?, ?)", (vector_store_id, dump(body)))
-    seq = int(cur.lastrowid or 0)
-    # porter over unicode61: English stemming (search/searching), case and diacritics folded
-    conn.execute(f"CREATE VIRTUAL TABLE {fts_table(seq)} USING fts5(text, lead, content='chunks',"
-                 f" content_rowid='id',"
-                 f" tokenize='porter unicode61')")
-    return seq
+def detach_file(vector_store_id: str, file_id: str) -> list[Statement]:
+    key = (vector_store_id, file_id)
+    return [("DELETE FROM vs_files WHERE vector_store_id = ? AND file_id = ?", key, False),
+            ("DELETE FROM chunks WHERE vector_store_id = ? AND file_id = ?", key, False),
+            bump(vector_store_id)]
 
 
-def drop_store(conn: sqlite3.Connection, vector_store_id: str) -> bool:
-    row = conn.execute("SELECT seq FROM vector_stores WHERE id = ?", (vector_store_id,)).fetchone()
-    if row is None:
-        return False
-    conn.execute(f"DROP TABLE IF EXISTS {fts_table(row[0])}")
-    conn.execute("DELETE FROM chunks WHERE vector_store_id = ?", (vector_store_id,))
-    conn.execute("DELETE FROM vector_stores WHERE id = ?", (vector_store_id,))
-    return True
+def delete_file(file_id: str, vector_store_ids: Sequence[str]) -> list[Statement]:
+    """The file, its rows in every vector store and their chunks (the caller removes the bytes). Rows are
+    deleted explicitly, not by cascade: SQLite connections do not enforce foreign keys unless told to."""
+    return [("DELETE FROM vs_files WHERE file_id = ?", (file_id,), False),  # first: see write_chunks
+            ("DELETE FROM chunks WHERE file_id = ?", (file_id,), False),
+            ("DELETE FROM files WHERE id = ?", (file_id,), False),
+            *(bump(s) for s in vector_store_ids)]
 
 
-def detach_file(conn: sqlite3.Connection, vector_store_id: str, file_id: str) -> bool:
-    seq = store_seq(conn, vector_store_id)
-    if seq is None:
-        return False
-    delete_chunks(conn, seq, vector_store_id, file_id)
-    return conn.execute("DELETE FROM vs_files WHERE vector_store_id = ? AND file_id = ?",
-                        (vector_store_id, file_id)).rowcount > 0
-
-
-def delete_file(conn: sqlite3.Connection, file_id: str) -> bool:
-    """The file, its rows in every vector store and their chunks (the caller removes the bytes)."""
-    stores = conn.execute("SELECT vector_store_id FROM vs_files WHERE file_id = ?", (file_id,)).fetchall()
-    for (vector_store_id,) in stores:
-        detach_file(conn, vector_store_id, file_id)
-    return conn.execute("DELETE FROM files WHERE id = ?", (file_id,)).rowcount > 0
-
-
-def store_seq(conn: sqlite3.Connection, vector_store_id: str) -> int | None:
-    row = conn.execute("SELECT seq FROM vector_stores WHERE id = ?", (vector_store_id,)).fetchone()
-    return None if row is None else int(row[0])
+def drop_store(vector_store_id: str) -> list[Statement]:
+    # its files' rows first: on PostgreSQL that waits for an ingestion holding one of them, whose chunks the
+    # next statements (each a fresh snapshot) then see and delete
+    key = (vector_store_id,)
+    return [("DELETE FROM vs_files WHERE vector_store_id = ?", key, False),
+            ("DELETE FROM chunks WHERE vector_store_id = ?", key, False),
+            ("DELETE FROM batches WHERE vector_store_id = ?", key, False),
+            ("DELETE FROM vector_stores WHERE id = ?", key, False)]
 
 
 # ---- reads --------------------------------------------------------------------------------------------------
-def page(conn: sqlite3.Connection, table: str, columns: str, where: str, params: Sequence[Any], *,
-         after: str | None, before: str | None, limit: int, order: str, id_column: str = "id"
-         ) -> tuple[list[tuple[Any, ...]], bool]:
-    """Keyset pagination over `seq`: `after`/`before` are ids of the same set; returns (rows, has_more)."""
+def page(table: str, columns: str, where: str, params: Sequence[Any], *, after: str | None, before: str | None,
+         limit: int, order: str, id_column: str = "id") -> tuple[str, list[Any]]:
+    """Keyset pagination over `seq`: `after`/`before` are ids of the same set; → (sql, params) reading
+    limit + 1 rows (the extra one says has_more)."""
     direction, forward, backward = ("ASC", ">", "<") if order == "asc" else ("DESC", "<", ">")
     sql = f"SELECT {columns} FROM {table} WHERE {where}"
     args = list(params)
@@ -174,5 +162,4 @@ def page(conn: sqlite3.Connection, table: str, columns: str, where: str, params:
             args += [*params, cursor]
     sql += f" ORDER BY seq {direction} LIMIT ?"
     args.append(limit + 1)
-    rows = conn.execute(sql, args).fetchall()
-    return rows[:limit], len(rows) > limit
+    return sql, args

@@ -14,9 +14,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ..core.disconnect import unless_disconnected
-from ..core.errors import ApiError, ContextTooLong, RequestInvalid, error_body
+from ..core.errors import ApiError, RequestInvalid, error_body
+from ..core.openapi import SSE_RESPONSE
 from .completion_schemas import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
-from .engine import ChatDelta, ChatEngine, ChatParams, Usage
+from .engine import ChatDelta, ChatParams, Usage
+from .prompt import prepare_prompt
 from .schemas import PromptTokensDetails, UsageOut
 from .service import LlmService
 
@@ -53,14 +55,6 @@ def to_params(req: CompletionRequest) -> ChatParams:
                       top_p=req.top_p, seed=req.seed, stop=list(req.stop or []),
                       presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
                       logit_bias=bias or None, logprobs=req.logprobs is not None, top_logprobs=req.logprobs or 0)
-
-
-async def _fit(engine: ChatEngine, params: ChatParams) -> int:
-    prompt = await engine.count_prompt_tokens(params)
-    if prompt + (params.max_tokens or 0) > engine.context_window:
-        raise ContextTooLong(f"{prompt} prompt tokens + max_tokens {params.max_tokens} exceed the model's context "
-                             f"window of {engine.context_window}", param="prompt")
-    return prompt
 
 
 class _Logprobs:
@@ -136,12 +130,12 @@ async def _stream(deltas: AsyncIterator[ChatDelta], head: dict[str, Any], echo: 
 
 
 @router.post("/v1/completions", summary="OpenAI legacy completions: raw text continued, no chat template",
-             response_model=Completion)
+             response_model=Completion, responses=SSE_RESPONSE)
 async def completions(body: CompletionRequest, request: Request) -> Any:
     service: LlmService = request.app.state.llm
     params = to_params(body)
     engine = await service.engine(body.model)
-    await _fit(engine, params)
+    await prepare_prompt(engine, params, params.max_tokens or 16, param="prompt")
     head = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": engine.model_id}
     echo = params.prompt if body.echo and isinstance(params.prompt, str) else ""
     deltas = engine.stream(params)

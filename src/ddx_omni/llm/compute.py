@@ -15,7 +15,7 @@ import os
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 log = logging.getLogger("ddx_omni.llm.compute")
 
@@ -91,7 +91,9 @@ def _float_parameters(model: Any) -> tuple[Counter[str], bool]:
 
     sizes: Counter[str] = Counter()
     quantized = False
-    for _, value in tree_flatten(model.parameters()):
+    # a parameter tree flattens to (name, array) pairs; mlx's annotation allows any leaf
+    flat = cast("list[tuple[str, Any]]", tree_flatten(model.parameters()))
+    for _, value in flat:
         if mx.issubdtype(value.dtype, mx.floating):
             sizes[str(value.dtype).removeprefix("mlx.core.")] += value.nbytes
         elif value.dtype == mx.uint32:

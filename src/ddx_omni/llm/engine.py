@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import ctypes
+import gc
+import sys
+from collections.abc import AsyncIterator, Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,6 +39,28 @@ class ChatParams:
     # Decoded images (PIL, RGB), one per image part of `messages` in order; filled by llm/images.py's ImageInput
     # for a multimodal model, empty otherwise.
     images: list[Any] = field(default_factory=list)
+    # The prompt as llm/prompt.py's pipeline rendered it, so that generation does not render it again.
+    rendered: Rendered | None = field(default=None, repr=False)
+
+
+@dataclass(eq=False)
+class Rendered:
+    """Prompt tokens and what they were rendered from. It holds the very objects (not copies or ids), so it goes
+    stale as soon as a caller puts other messages, tools or tool_choice on the params."""
+
+    tokens: list[int]
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None
+    tool_choice: str | dict[str, Any] | None
+    prompt: str | list[int] | None
+
+    @classmethod
+    def of(cls, params: ChatParams, tokens: list[int]) -> Rendered:
+        return cls(tokens, params.messages, params.tools, params.tool_choice, params.prompt)
+
+    def matches(self, params: ChatParams) -> bool:
+        return (self.messages is params.messages and self.tools is params.tools and self.prompt is params.prompt
+                and self.tool_choice == params.tool_choice)
 
 
 @dataclass
@@ -77,3 +104,41 @@ class ChatEngine(Protocol):
     async def count_prompt_tokens(self, params: ChatParams) -> int: ...
 
     def stream(self, params: ChatParams) -> AsyncIterator[ChatDelta]: ...
+
+
+# -- closing a local (MLX) engine: the text and the vision engine share it --------------------------------------
+
+
+async def drain_and_release(jobs: Collection[Any], idle: asyncio.Event, executor: ThreadPoolExecutor,
+                            release: Callable[[], None], drain_s: float) -> None:
+    """`close()` of an engine that runs on its own thread (the caller has refused new requests already): let the
+    running requests finish for `drain_s`, fail the rest as unloaded, then free the model on that thread."""
+    try:
+        await asyncio.wait_for(idle.wait(), timeout=drain_s)
+    except TimeoutError:
+        for job in list(jobs):
+            job.unloaded = True
+            job.cancel.set()
+    await asyncio.get_running_loop().run_in_executor(executor, release)
+    executor.shutdown(wait=False)
+
+
+def free_memory() -> None:
+    """After a model's references are dropped (on its thread): collect it, empty MLX's buffer pool, trim the heap."""
+    import mlx.core as mx
+
+    gc.collect()
+    mx.clear_cache()  # MLX keeps freed buffers in a pool; give them back before the next model loads
+    _trim_malloc()
+
+
+def _trim_malloc() -> None:
+    """Hand freed heap memory back to the system. On the CPU, MLX's buffers come from malloc; once glibc has raised
+    its mmap threshold (it does after large frees) they live in heap arenas, which free() alone does not shrink,
+    so without this a swapped-out model's weights stay in the process's RSS."""
+    if sys.platform != "linux":
+        return
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim): nothing to do
+        pass

@@ -9,10 +9,7 @@ asyncio queue; each request has a cancel flag the worker checks after every toke
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import gc
 import json
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -21,11 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core import metrics
-from ..core.errors import ApiError, ContextTooLong, LlmError, ModelUnavailable, RequestInvalid
+from ..core.errors import ApiError, LlmError, ModelUnavailable, RequestInvalid
 from .batching import Scheduler
 from .compute import apply_dtype
-from .engine import ChatDelta, ChatParams, Usage
+from .engine import ChatDelta, ChatParams, Usage, drain_and_release, free_memory
 from .output import OutputParser
+from .prompt import fit_max_tokens, keep_rendered, rendered_tokens
 from .prompt_cache import PromptCache
 from .structured import CALL_LAYOUT, GrammarProcessor, forced_call_format, grammar_for, grammar_tokenizer
 
@@ -172,6 +170,14 @@ class MlxEngine:
     # -- prompt ---------------------------------------------------------------------------------------------
 
     def _prompt_tokens(self, params: ChatParams) -> list[int]:
+        """The prompt's tokens: the ones the prompt pipeline rendered for these params, else rendered now."""
+        tokens = rendered_tokens(params)
+        if tokens is None:
+            tokens = self._render(params)
+            keep_rendered(params, tokens)
+        return tokens
+
+    def _render(self, params: ChatParams) -> list[int]:
         tokenizer = self._tokenizer
         if params.prompt is not None:  # legacy completions: the text as given, no template
             if isinstance(params.prompt, str):
@@ -182,6 +188,7 @@ class MlxEngine:
             return list(params.prompt)
         tools = params.tools if params.tools and params.tool_choice != "none" else None
         messages = [_template_message(m) for m in params.messages]
+        metrics.LLM_PROMPT_RENDERS.labels(self.model_id).inc()
         try:
             text = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
         except Exception as exc:  # jinja raises on conversations its template refuses (e.g. role order)
@@ -189,9 +196,25 @@ class MlxEngine:
         text += forced_prefix(params, tokenizer.tool_call_start, self._parser_type)
         return list(tokenizer.encode(text, add_special_tokens=False))
 
+    def validate(self, params: ChatParams) -> None:
+        """What needs this model's tokenizer: logit_bias ids in its vocabulary, a tool parser for a forced call."""
+        tokenizer = self._tokenizer
+        if params.tools and params.tool_choice not in (None, "auto", "none") and tokenizer.tool_parser is None:
+            raise RequestInvalid(f"Model {self.model_id} has no tool-call parser, so tool_choice "
+                                 f"{params.tool_choice!r} cannot be enforced", param="tool_choice")
+        vocab = len(tokenizer)
+        if any(not 0 <= t < max(vocab, 1) for t in params.logit_bias or {}):
+            raise RequestInvalid(f"logit_bias names a token id outside the vocabulary (0..{vocab - 1})",
+                                 param="logit_bias")
+
+    def _checked_prompt(self, params: ChatParams) -> list[int]:
+        self.validate(params)
+        return self._prompt_tokens(params)
+
     async def count_prompt_tokens(self, params: ChatParams) -> int:
-        # Tokenizing is thread-safe and must not wait behind a generation on the model thread.
-        return len(await asyncio.to_thread(self._prompt_tokens, params))
+        # Tokenizing is thread-safe and must not wait behind a generation on the model thread. The tokens stay on
+        # `params`, so the generation that follows starts from them.
+        return len(await asyncio.to_thread(self._checked_prompt, params))
 
     # -- generation -----------------------------------------------------------------------------------------
 
@@ -268,11 +291,7 @@ class MlxEngine:
         import mlx.core as mx
         from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
-        vocab = len(self._tokenizer)
         bias = params.logit_bias or {}
-        if any(not 0 <= t < max(vocab, 1) for t in bias):
-            raise RequestInvalid(f"logit_bias names a token id outside the vocabulary (0..{vocab - 1})",
-                                 param="logit_bias")
         if params.seed is not None:
             mx.random.seed(params.seed)  # the worker is the only thread drawing from MLX's generator
         temperature = self.options.default_temperature if params.temperature is None else params.temperature
@@ -293,14 +312,9 @@ class MlxEngine:
     def prepare(self, params: ChatParams) -> Prepared:
         """Validate a request against the model and build what its generation needs (worker thread)."""
         tokenizer = self._tokenizer
-        if params.tools and params.tool_choice not in (None, "auto", "none") and tokenizer.tool_parser is None:
-            raise RequestInvalid(f"Model {self.model_id} has no tool-call parser, so tool_choice "
-                                 f"{params.tool_choice!r} cannot be enforced", param="tool_choice")
-        prompt = self._prompt_tokens(params)
-        max_tokens = params.max_tokens or min(self.options.default_max_tokens, self.context_window - len(prompt))
-        if max_tokens < 1 or len(prompt) + max_tokens > self.context_window:
-            raise ContextTooLong(f"{len(prompt)} prompt tokens + max_tokens {max_tokens} exceed the context window "
-                                 f"of {self.context_window}", param="messages")
+        prompt = self._checked_prompt(params)  # rendered by the prompt pipeline already, as a rule
+        max_tokens = fit_max_tokens(len(prompt), self.context_window, params.max_tokens,
+                                    self.options.default_max_tokens)
         parser = OutputParser(params.stop, tokenizer.tool_call_start, tokenizer.tool_call_end, tokenizer.tool_parser,
                               params.tools, emit_calls=bool(params.tools) and params.tool_choice != "none",
                               think=self._think, thinking=self._opens_thinking(prompt))
@@ -354,7 +368,7 @@ class MlxEngine:
         run = Decoded(seen=list(prep.prompt))
         tic = time.perf_counter()
 
-        def between_prefill_steps(done: int, total: int) -> None:
+        def between_prefill_steps(_done: int, _total: int) -> None:
             if job.cancel.is_set():  # a long prompt: stop between prefill steps, not only between tokens
                 raise _Cancelled
 
@@ -420,7 +434,8 @@ class MlxEngine:
             ids = mx.argpartition(-row, kth=k - 1)[:k]
             values = row[ids]
             order = mx.argsort(-values)
-            top = [entry(int(t), float(v)) for t, v in zip(ids[order].tolist(), values[order].tolist())]
+            pairs: list[tuple[Any, Any]] = list(zip(ids[order].tolist(), values[order].tolist(), strict=True))  # type: ignore[arg-type]  # mlx types tolist() as any nesting
+            top = [entry(int(t), float(v)) for t, v in pairs]
         return [{**entry(response.token, float(row[response.token].item())), "top_logprobs": top}]
 
     @property
@@ -436,38 +451,15 @@ class MlxEngine:
     async def close(self, drain_s: float = 0.0) -> None:
         """Refuse new requests, let running ones finish for `drain_s`, fail the rest, free the model's memory."""
         self._closing = True
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout=drain_s)
-        except TimeoutError:
-            for job in list(self._jobs):
-                job.unloaded = True
-                job.cancel.set()
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._release)
-        self._executor.shutdown(wait=False)
+        await drain_and_release(self._jobs, self._idle, self._executor, self._release, drain_s)
 
     def _release(self) -> None:
-        import mlx.core as mx
-
         self.scheduler.release()
         self.prompt_cache.clear()
         self._model = None
         self._tokenizer = None
         self.prompt_cache = PromptCache(None, 0)
-        gc.collect()
-        mx.clear_cache()  # MLX keeps freed buffers in a pool; give them back before the next model loads
-        _trim_malloc()
-
-
-def _trim_malloc() -> None:
-    """Hand freed heap memory back to the system. On the CPU, MLX's buffers come from malloc; once glibc has raised
-    its mmap threshold (it does after large frees) they live in heap arenas, which free() alone does not shrink,
-    so without this a swapped-out model's weights stay in the process's RSS."""
-    if sys.platform != "linux":
-        return
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim): nothing to do
-        pass
+        free_memory()
 
 
 async def _drain(queue: asyncio.Queue[Any]) -> AsyncIterator[ChatDelta]:
@@ -507,4 +499,5 @@ def _load(path: str) -> tuple[Any, Any, dict[str, Any]]:
     if path.startswith(("/", ".", "~")) and not (local / "config.json").is_file():
         raise FileNotFoundError(f"no model directory at {local} (it needs config.json, *.safetensors and "
                                 "tokenizer files; scripts/make_model.py builds one)")
-    return load(str(local) if local.exists() else path, return_config=True)
+    model, tokenizer, config = load(str(local) if local.exists() else path, return_config=True)  # type: ignore[misc]  # return_config=True: three items
+    return model, tokenizer, config

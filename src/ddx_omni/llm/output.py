@@ -66,7 +66,8 @@ class OutputParser:
         self.tool_end = tool_end
         self.tool_parser = tool_parser
         self.tools = tools
-        self.think_start, self.think_end = think or (None, None)
+        self.think_start: str | None = think[0] if think else None
+        self.think_end: str | None = think[1] if think else None
         self._mode = "think" if thinking and think else "text"  # text | tool | think
         self._pending = ""
         self.stopped = False

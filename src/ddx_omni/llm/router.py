@@ -15,9 +15,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from ..core.disconnect import finished_before_hangup
-from ..core.errors import ApiError, ContextTooLong, LlmError, RequestInvalid, error_body
+from ..core.errors import ApiError, LlmError, RequestInvalid, error_body
+from ..core.openapi import SSE_RESPONSE
 from ..core.settings import ModelExtras
-from .engine import ChatDelta, ChatEngine, ChatParams, ToolCall, Usage
+from .engine import ChatDelta, ChatParams, ToolCall, Usage
+from .prompt import prepare_prompt
 from .schemas import (
     AssistantMessage,
     ChatCompletion,
@@ -72,34 +74,15 @@ async def load_model(body: LoadRequest, request: Request) -> LoadResult:
 # -- chat completions -----------------------------------------------------------------------------------------
 
 
-def _check_tool_choice(req: ChatCompletionRequest) -> None:
-    choice, names = req.tool_choice, {t.function.name for t in req.tools or []}
-    if choice is None or choice in ("auto", "none"):
-        return
-    if not names:
-        raise RequestInvalid("tool_choice needs `tools`", param="tool_choice")
-    if choice == "required":
-        return
-    if isinstance(choice, dict) and choice.get("type") == "function":
-        name = (choice.get("function") or {}).get("name")
-        if name not in names:
-            raise RequestInvalid(f"tool_choice names '{name}', which is not in `tools`", param="tool_choice")
-        return
-    raise RequestInvalid("tool_choice must be auto, none, required or {type: function, function: {name}}",
-                         param="tool_choice")
-
-
 def to_params(req: ChatCompletionRequest) -> ChatParams:
-    """Validate what a request asks for against what the engines do, and map it to ChatParams."""
+    """Map a request to ChatParams, refusing what the engines do not do (the rest is checked by the prompt
+    pipeline, llm/prompt.py)."""
     if (req.n or 1) > 1:
         raise RequestInvalid("n > 1 is not supported: ask for one choice per request", param="n")
     for i, message in enumerate(req.messages):
         parts = message.content if isinstance(message.content, list) else []
         if any(not isinstance(part, dict) or part.get("type") not in ("text", "image_url") for part in parts):
             raise RequestInvalid("Only text and image_url content parts are supported", param=f"messages.{i}.content")
-    if req.top_logprobs and not req.logprobs:
-        raise RequestInvalid("top_logprobs needs logprobs: true", param="top_logprobs")
-    _check_tool_choice(req)
     try:
         bias = {int(k): float(v) for k, v in (req.logit_bias or {}).items()}
     except ValueError:
@@ -112,19 +95,6 @@ def to_params(req: ChatCompletionRequest) -> ChatParams:
         stop=list(req.stop or []), presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
         repetition_penalty=req.repetition_penalty, logit_bias=bias or None, logprobs=bool(req.logprobs),
         top_logprobs=req.top_logprobs or 0, response_format=req.response_format)
-
-
-async def _fit_context(engine: ChatEngine, params: ChatParams, default_max_tokens: int) -> None:
-    """Reject prompt + max_tokens over the window before any generation; fit the default max_tokens in."""
-    prompt = await engine.count_prompt_tokens(params)
-    room = engine.context_window - prompt
-    if params.max_tokens is None:
-        params.max_tokens = min(default_max_tokens, room)
-    if room < 1 or params.max_tokens > room:
-        raise ContextTooLong(f"{prompt} prompt tokens + max_tokens {params.max_tokens} exceed the model's "
-                             f"context window of {engine.context_window}",
-                             {"prompt_tokens": prompt, "max_tokens": params.max_tokens,
-                              "context_window": engine.context_window}, param="messages")
 
 
 def _usage(usage: Usage | None) -> UsageOut:
@@ -149,9 +119,10 @@ async def _complete(deltas: AsyncIterator[ChatDelta], first: ChatDelta, head: di
         last = delta
         delta = await anext(deltas, None)
     content = "".join(text)
-    extra = {"reasoning_content": "".join(reasoning)} if any(reasoning) else {}
     message = AssistantMessage(content=None if calls and not content.strip() else content,
-                               tool_calls=[_tool_out(c) for c in calls] or None, **extra)
+                               tool_calls=[_tool_out(c) for c in calls] or None)
+    if any(reasoning):  # an extra field, present only when there is some
+        message.reasoning_content = "".join(reasoning)  # type: ignore[attr-defined]  # extra="allow"
     choice = Choice(message=message, finish_reason=last.finish_reason or "stop",
                     logprobs={"content": logprobs} if logprobs else None)
     return ChatCompletion(**head, choices=[choice], usage=_usage(last.usage))
@@ -229,13 +200,14 @@ async def _stream(deltas: AsyncIterator[ChatDelta], first: ChatDelta, head: dict
     yield "data: [DONE]\n\n"
 
 
-@router.post("/v1/chat/completions", summary="OpenAI chat completions (stream: true → SSE)", response_model=None)
+@router.post("/v1/chat/completions", summary="OpenAI chat completions (stream: true → SSE)",
+             response_model=ChatCompletion, responses=SSE_RESPONSE)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> ChatCompletion | Response:
     service = _service(request)
     params = to_params(body)
     engine = await service.engine(body.model)
     await service.images.prepare(engine.model_id, params, param="messages")
-    await _fit_context(engine, params, service.settings.llm.default_max_tokens)
+    await prepare_prompt(engine, params, service.settings.llm.default_max_tokens)
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": engine.model_id}
     deltas = engine.stream(params)
     # Streaming too waits for the first token before the status line, so that errors are real HTTP errors.

@@ -11,7 +11,6 @@ mlx-vlm compares token ids only, and two same-sized images have the same ids).
 from __future__ import annotations
 
 import asyncio
-import gc
 import hashlib
 import threading
 import time
@@ -23,7 +22,7 @@ from typing import Any
 
 from ..core import metrics
 from ..core.errors import ApiError, ContextTooLong, LlmError, ModelUnavailable, RequestInvalid
-from .engine import ChatDelta, ChatParams, Usage
+from .engine import ChatDelta, ChatParams, Usage, drain_and_release, free_memory
 from .images import IMAGE_PART_TYPES
 from .mlx_engine import _template_message, forced_prefix
 from .output import OutputParser
@@ -96,6 +95,11 @@ class VisionEngine:
         self._closing = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self.last_used = time.monotonic()  # `[llm].idle_unload_s` unloads the model this long after it
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._jobs)
 
     @classmethod
     async def load(cls, model_id: str, path: str, *, context_window: int | None = None, options: Any = None,
@@ -179,6 +183,7 @@ class VisionEngine:
         job = _Job(params=params, emit=emit, started=time.perf_counter())
         self._jobs.add(job)
         self._idle.clear()
+        self.last_used = time.monotonic()
         loop.run_in_executor(self._executor, self._run, job)
         try:
             while (item := await queue.get()) is not _END:
@@ -188,6 +193,7 @@ class VisionEngine:
         finally:
             job.cancel.set()
             self._jobs.discard(job)
+            self.last_used = time.monotonic()
             if not self._jobs:
                 self._idle.set()
 
@@ -305,22 +311,12 @@ class VisionEngine:
     async def close(self, drain_s: float = 0.0) -> None:
         """Refuse new requests, let running ones finish for `drain_s`, fail the rest, free the model's memory."""
         self._closing = True
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout=drain_s)
-        except TimeoutError:
-            for job in list(self._jobs):
-                job.unloaded = True
-                job.cancel.set()
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._release)
-        self._executor.shutdown(wait=False)
+        await drain_and_release(self._jobs, self._idle, self._executor, self._release, drain_s)
 
     def _release(self) -> None:
-        import mlx.core as mx
-
         self._model = self._processor = self._tokenizer = None
         self._cache_state, self._cache_images = None, []
-        gc.collect()
-        mx.clear_cache()
+        free_memory()
 
 
 def _unloaded(model_id: str) -> ModelUnavailable:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -33,7 +34,7 @@ def replica_url(settings: Settings) -> str:
 
 
 class OwnerUnreachable(ApiError):
-    status, code = 503, "replica_unreachable"
+    code = "replica_unreachable"
 
 
 class Peers:
@@ -66,6 +67,16 @@ class Peers:
         if answer.status_code != 200:
             raise _relayed(answer.status_code, answer.json())
         return answer.json()
+
+    async def forward(self, method: str, url: str, *, content: bytes = b"", headers: dict[str, str] | None = None,
+                      timeout_s: float | None = None) -> httpx.Response:
+        """One request to another replica, relayed as it came → its answer, whatever its status."""
+        try:
+            return await self.client.request(method, url, content=content, headers=headers,
+                                             timeout=TIMEOUT if timeout_s is None else timeout_s)
+        except httpx.HTTPError as exc:
+            raise OwnerUnreachable(f"the replica {urlsplit(url).netloc} cannot be reached: {type(exc).__name__}")\
+                from exc
 
     async def stream(self, url: str) -> AsyncIterator[bytes]:
         """Open the owner's SSE stream (errors before the first byte raise here) → its bytes, relayed."""

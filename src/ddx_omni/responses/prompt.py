@@ -1,4 +1,5 @@
-"""Fitting a turn's items into the model's context window: all of them, or (truncation=auto) the newest that fit."""
+"""A turn's first prompt through the one prompt pipeline (llm/prompt.py), and fitting a turn's items into the model's
+context window: all of them, or (truncation=auto) the newest that fit."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.errors import ApiError
 from ..llm.engine import ChatEngine, ChatParams
+from ..llm.prompt import prepare_prompt
 from ..tools.base import ReplayedCall
 from . import items as it
 from .schemas import bad_request
@@ -49,7 +52,7 @@ class PromptFitter:
         if self.truncation != "auto":
             raise bad_request(f"The input ({count} tokens) exceeds the context window of {self.engine.model_id} "
                               f"({self.engine.context_window} tokens, {self.budget} left for input). Shorten it or "
-                              f"set truncation='auto'.", "input", code="context_too_long")
+                              f"set truncation='auto'.", "input", code="context_length_exceeded")
         # binary search for the fewest oldest items to drop: O(log n) token counts, not O(n)
         low, high = 1, len(items) - 1 - keep
         best: int | None = None
@@ -66,4 +69,32 @@ class PromptFitter:
             if count <= self.budget:
                 return count, best
         raise bad_request(f"Even the newest input item alone exceeds the context window of {self.engine.model_id} "
-                          f"({self.budget} tokens left for input).", "input", code="context_too_long")
+                          f"({self.budget} tokens left for input).", "input", code="context_length_exceeded")
+
+
+# the chat surface's codes and names for what a Responses request calls otherwise (core/errors.py CODES)
+_CODES = {"request_invalid": "invalid_request", "context_too_long": "context_length_exceeded"}
+_PARAMS = {"response_format": "text.format", "messages": "input", "max_tokens": "max_output_tokens"}
+
+
+async def prepare_turn_prompt(fitter: PromptFitter, params: ChatParams, items: list[dict[str, Any]],
+                              default_max_tokens: int, more_tools: bool) -> tuple[int, int]:
+    """Validate, fit, render and tokenize the first generation's prompt before the turn starts → (prompt tokens,
+    index of the first item kept). A bad request is a 400 (OpenAI's shape), never a failed response.
+    `more_tools`: built-in tools are bound, whose functions are only known once the turn starts."""
+    first = 0
+
+    async def count(fitted: ChatParams) -> int:
+        nonlocal first
+        tokens, first = await fitter.fit(fitted, items)
+        return tokens
+
+    try:
+        prompt = await prepare_prompt(fitter.engine, params, default_max_tokens, count=count, more_tools=more_tools,
+                                      param="input")
+    except ApiError as exc:
+        if exc.status != 422:  # the chat surface's 422s are Responses' 400s; anything else as it is
+            raise
+        code = _CODES.get(exc.code, exc.code)
+        raise bad_request(exc.message, _PARAMS.get(exc.param or "", exc.param), code=code) from None
+    return prompt, first

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..core.errors import ApiError
+from ..core.errors import ApiError, api_error
 
 METADATA_MAX_KEYS, METADATA_KEY_MAX, METADATA_VALUE_MAX = 16, 64, 512
 CONVERSATION_ITEMS_MAX = 20
@@ -29,12 +29,13 @@ def new_id(prefix: str) -> str:
 
 
 def bad_request(message: str, param: str | None = None, code: str = "invalid_request") -> ApiError:
-    """OpenAI answers Responses request errors with 400 (the SDK's BadRequestError)."""
-    return ApiError(message, param=param, status=400, code=code)
+    """A request error; `invalid_request` (400, as OpenAI answers: the SDK's BadRequestError) unless a more
+    specific code of core/errors.py's table is given."""
+    return api_error(code, message, param)
 
 
 def not_found(message: str, param: str | None = None) -> ApiError:
-    return ApiError(message, param=param, status=404, code="not_found")
+    return api_error("not_found", message, param)
 
 
 class _Open(BaseModel):

@@ -19,7 +19,7 @@ from ..tools.base import ToolKind, ToolRequestContext
 from . import items as it
 from .events import DONE, EventLog, encode
 from .peers import Peers, replica_url
-from .prompt import PromptFitter
+from .prompt import PromptFitter, prepare_turn_prompt
 from .schemas import (
     CONVERSATION_ITEMS_MAX,
     CreateResponseRequest,
@@ -206,16 +206,16 @@ class ResponsesService:
         engine = await self.llm.engine(request.model)
         response["model"] = request.model or engine.model_id
         params = ChatParams(messages=[], tools=chat_tools, tool_choice=tool_choice,
-                            max_tokens=request.max_output_tokens or self.settings.responses.default_max_output_tokens,
-                            temperature=response["temperature"], top_p=response["top_p"],
+                            max_tokens=request.max_output_tokens, temperature=response["temperature"],
+                            top_p=response["top_p"],
                             presence_penalty=request.presence_penalty, frequency_penalty=request.frequency_penalty,
                             response_format=fmt)
         items = history + input_items
         fitter = PromptFitter(engine, request.instructions, request.truncation, request.max_output_tokens or 1,
                               replays(self.kinds, items), images=self._image_loader(engine.model_id))
-        prompt_tokens, first = await fitter.fit(params, items)
-        if request.max_output_tokens is None:  # the default must not push prompt + output past the window
-            params.max_tokens = max(1, min(params.max_tokens or 1, engine.context_window - prompt_tokens))
+        prompt_tokens, first = await prepare_turn_prompt(fitter, params, items,
+                                                         self.settings.responses.default_max_output_tokens,
+                                                         more_tools=bool(turn_tools.bound))
         return TurnPlan(response=response, input_items=input_items, params=params, engine=engine, store=store,
                         conversation_id=conversation_id, prompt_tokens=prompt_tokens, engine_s=fitter.engine_s,
                         context=items[first:], fitter=fitter, tools=turn_tools,
@@ -301,7 +301,7 @@ class ResponsesService:
         turn = self.turns.get(response_id)
         if turn is not None:
             turn.stop("cancelled")
-            await asyncio.wait([turn.task])  # type: ignore[list-item]
+            await _settled(turn)
         elif (owner := await self._owner_url(response_id)) is not None:
             await self.peers.call("POST", f"{owner}/v1/responses/{response_id}/cancel")
         if not await self.store.delete_response(response_id):
@@ -312,7 +312,7 @@ class ResponsesService:
         turn = self.turns.get(response_id)
         if turn is not None and turn.response["background"]:
             turn.stop("cancelled")
-            await asyncio.wait([turn.task])  # type: ignore[list-item]
+            await _settled(turn)
             return turn.response
         if (owner := await self._owner_url(response_id)) is not None:
             return await self.peers.call("POST", f"{owner}/v1/responses/{response_id}/cancel")
@@ -381,6 +381,12 @@ class ResponsesService:
         if not await self.store.delete_conversation_item(conversation_id, item_id):
             raise not_found(f"Item with id '{item_id}' not found in conversation '{conversation_id}'.")
         return conversation  # OpenAI answers an item deletion with the conversation
+
+
+async def _settled(turn: Turn) -> None:
+    """Wait for a stopped turn's task to save its response and end its stream."""
+    if turn.task is not None:
+        await asyncio.wait([turn.task])
 
 
 def _echo_in_order(tools: list[dict[str, Any]] | None, functions: list[dict[str, Any]],

@@ -20,6 +20,7 @@ from typing import Any
 from ..core.errors import ApiError
 from ..core.metrics import RESPONSES_STORED
 from ..llm.engine import ChatEngine, ChatParams, ToolCall, Usage
+from ..llm.prompt import check_tool_choice
 from ..tools.base import Emit, ReplayedCall
 from .events import EventLog
 from .prompt import PromptFitter
@@ -150,7 +151,8 @@ class Turn:
         builtin = tools.chat_tools() if offer else []
         if not offer:
             tools.by_name = {}
-        params.tools = [*(base.tools or []), *builtin] or None
+        # the same list when nothing is added: the prompt the plan rendered (params.rendered) then still holds
+        params.tools = [*(base.tools or []), *builtin] if builtin else base.tools
         if step:
             # forcing applies to the first generation only; with no built-in calls left the model must answer
             params.tool_choice = None if base.tool_choice in (None, "none") else "auto"
@@ -158,6 +160,7 @@ class Turn:
                 params.tools, params.tool_choice = None, None
         else:
             self._force(params, tools.chosen(base.tool_choice) if offer else [])
+            check_tool_choice(params)  # the built-in tools' functions are known now: a named one must be offered
         used = self.out.usage.completion_tokens if self.out.usage else 0
         if base.max_tokens is not None:
             params.max_tokens = base.max_tokens - used

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, WebSocket
 
 from ..core.auth import authenticate_websocket
-from ..core.errors import ApiError
+from ..core.errors import api_error
 from .schemas import PrerecordedResponse
 from .service import SttService
 from .session import serve_live
@@ -35,10 +35,10 @@ for path in ("/v1/listen/dg", "/v1/listen", "/{prefix:path}/v1/listen"):
                   include_in_schema=False)  # SDK v5+ `environment.base` with a path prefix
 async def listen_prerecorded(request: Request) -> PrerecordedResponse:
     if request.headers.get("content-type", "").startswith("application/json"):
-        raise ApiError("URL sources are not supported", "send the audio bytes as the request body",
-                       status=400, code="unsupported_source")
+        raise api_error("unsupported_source", "URL sources are not supported",
+                        detail="send the audio bytes as the request body")
     audio = await request.body()
     if not audio:
-        raise ApiError("Empty request body", "send the audio as the body", status=400, code="bad_request")
+        raise api_error("bad_request", "Empty request body", detail="send the audio as the body")
     service: SttService = request.app.state.stt
     return await service.transcribe(dict(request.query_params), audio, request.state.request_id)

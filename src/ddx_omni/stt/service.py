@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
-from ..core.errors import ApiError, ModelUnavailable
+from ..core.errors import ModelUnavailable, api_error
 from ..core.settings import Settings, SttSettings
 from .audio import UnsupportedAudio
 from .engines import AsrEngine, load_engine
@@ -66,14 +66,14 @@ class SttService:
                 raise ModelUnavailable(f"speech engine {self.state}", self.error)
             check_language(engine, options.language)
         except ListenRefused as refused:
-            raise ApiError(refused.reason, status=400, code="bad_request") from None
+            raise api_error("bad_request", refused.reason) from None
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(engine.executor, transcribe_file, engine, options, self.settings,
                                               request_id, audio)
         except UnsupportedAudio as exc:
-            raise ApiError("unsupported-data", f"the body could not be decoded: {exc}", status=400,
-                           code="unsupported_data") from None
+            raise api_error("unsupported_data", "unsupported-data",
+                            detail=f"the body could not be decoded: {exc}") from None
 
     async def going_away(self) -> None:
         """Called by `serve` on SIGTERM before uvicorn closes every socket (with 1012): end live sessions with 1001."""

@@ -100,7 +100,7 @@ class Transcriber:
         self.identity = EngineIdentity.of(engine)
         self._settings = settings
         self._decoder = make_decoder(options.encoding, options.sample_rate, options.channels)
-        self._stream = engine.open_stream(options.language)
+        self._stream = engine.open_stream()
         silence = None if options.endpointing is False else max(options.endpointing, settings.min_endpointing_ms)
         self._vad = Vad(silence)
         self._sha = hashlib.sha256()

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.errors import ApiError
+from ..core.errors import ApiError, api_error
 from ..core.settings import McpServerEntry, ResponsesSettings
 from ..responses.schemas import bad_request, new_id
 from .base import Emit, FunctionSpec, ItemSink, ReplayedCall, ToolRequestContext
@@ -348,6 +348,6 @@ def _check_approvals(ctx: ToolRequestContext) -> None:
     requests = {item["id"] for item in ctx.history if item.get("type") == "mcp_approval_request"}
     for answer in ctx.input_items:
         if answer.get("type") == "mcp_approval_response" and answer["approval_request_id"] not in requests:
-            raise ApiError(f"mcp_approval_response answers {answer['approval_request_id']!r}, which is no "
-                           f"mcp_approval_request of this conversation (give its previous_response_id)",
-                           param="input", status=400, code="invalid_request")
+            raise api_error("invalid_request", f"mcp_approval_response answers {answer['approval_request_id']!r}, "
+                            "which is no mcp_approval_request of this conversation (give its previous_response_id)",
+                            "input")

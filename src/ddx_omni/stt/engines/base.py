@@ -44,11 +44,15 @@ class AsrEngine(Protocol):
     model: str  # what /health and Metadata.model_info name
     version: str
     arch: str
-    executor: Executor  # where this engine's work must run (MLX: one dedicated thread)
+
+    @property
+    def executor(self) -> Executor:
+        """Where this engine's work must run (MLX: one dedicated thread)."""
+        ...
 
     def supports_language(self, language: str) -> bool: ...
 
-    def open_stream(self, language: str) -> AsrStream: ...
+    def open_stream(self) -> AsrStream: ...
 
     def close(self) -> None: ...
 

@@ -23,7 +23,8 @@ from .base import SAMPLE_RATE, RecognizedWord, base_language
 log = logging.getLogger("ddx_omni.stt.parakeet")
 
 # parakeet-tdt-0.6b-v3's languages (its model card); v2 models are English-only but share the code path.
-LANGUAGES = frozenset("bg hr cs da nl en et fi fr de el hu it lv lt mt pl pt ro sk sl es sv ru uk multi".split())
+LANGUAGES = frozenset(["bg", "hr", "cs", "da", "nl", "en", "et", "fi", "fr", "de", "el", "hu", "it", "lv", "lt", "mt",
+                       "pl", "pt", "ro", "sk", "sl", "es", "sv", "ru", "uk", "multi"])
 CHUNK_S = 0.64  # audio per encoder call: 8 encoder frames of 80 ms; also the floor of a final's padding
 ON_MAC = platform.system() == "Darwin"
 
@@ -50,9 +51,8 @@ def local_model_dir(model: str) -> Path | None:
     return None
 
 
-def load_model(model: str, allow_download: bool):  # noqa: ANN201 - parakeet_mlx.BaseParakeet
+def load_model(model: str, allow_download: bool):
     import mlx.core as mx
-    from mlx.utils import tree_flatten, tree_unflatten
     from parakeet_mlx.utils import from_config
 
     directory = local_model_dir(model)
@@ -65,7 +65,7 @@ def load_model(model: str, allow_download: bool):  # noqa: ANN201 - parakeet_mlx
     net.load_weights(str(directory / "model.safetensors"))
     # bfloat16 has no BLAS path on a CPU: float32 there, the checkpoint's bfloat16 on Metal.
     dtype = mx.bfloat16 if ON_MAC else mx.float32
-    net.update(tree_unflatten([(k, v.astype(dtype)) for k, v in tree_flatten(net.parameters())]))
+    net.set_dtype(dtype)
     mx.eval(net.parameters())
     return net
 
@@ -178,7 +178,7 @@ class ParakeetEngine:
         if ON_MAC:  # the local-attention kernel is Metal-only; set once, since streams share the model
             net.encoder.set_attention_model("rel_pos_local_attn", context)  # type: ignore[attr-defined]
 
-    def new_streamer(self):  # noqa: ANN201 - parakeet_mlx.StreamingParakeet
+    def new_streamer(self):
         # keep_original_attention=True: never switch the shared model's attention per stream (see __init__).
         return self._net.transcribe_stream(context_size=self._context, depth=1,  # type: ignore[attr-defined]
                                            keep_original_attention=True)
@@ -186,7 +186,7 @@ class ParakeetEngine:
     def supports_language(self, language: str) -> bool:
         return base_language(language) in LANGUAGES
 
-    def open_stream(self, language: str) -> ParakeetStream:
+    def open_stream(self) -> ParakeetStream:
         return ParakeetStream(self)
 
     def close(self) -> None:

@@ -229,7 +229,7 @@ class SphinxEngine:
     def supports_language(self, language: str) -> bool:
         return base_language(language) == "en"
 
-    def open_stream(self, language: str) -> SphinxStream:
+    def open_stream(self) -> SphinxStream:
         return SphinxStream(self._processes, self._decoders)
 
     def close(self) -> None:
