@@ -5,7 +5,9 @@ for `--seconds` with `--connections`, alternating, `--rounds` times; the table g
 Besides requests/s and wrk's p99, each run reads the server process's CPU time (user + system) before and after:
 CPU µs per request is what the server itself spends, which the other load on a shared machine disturbs far less
 than requests/s (that one also measures how much of the machine the server got).
+`--baseline-src DIR` adds ddx-omni from another checkout's src/ (the code before a change) to the same rounds.
     python benchmarks/bench_http.py [--rounds 3] [--seconds 10] [--connections 16] [--log-level warning] [--port N]
+        [--baseline-src DIR]
 """
 
 from __future__ import annotations

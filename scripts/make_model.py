@@ -3,8 +3,8 @@
 No network: the tokenizer is trained here with the `tokenizers` library on a built-in corpus, the weights are
 random. Presets: `tiny` (2 layers, 64 wide; builds in about a second; for tests), `tool` (the tiny model with its
 weights scripted so that greedy decoding answers every prompt with a short <think> reasoning and then one
-`get_weather` tool call, for end-to-end tool-call and reasoning tests), and `bench` (Qwen3-0.6B-shaped, float32; for benchmarks — the text it writes is gibberish, the
-speed is real).
+`get_weather` tool call, for end-to-end tool-call and reasoning tests), and `bench` (Qwen3-0.6B-shaped,
+float32; for benchmarks — the text it writes is gibberish, the speed is real).
 
     python scripts/make_model.py OUT_DIR [--preset tiny|medium|bench] [--seed 0]
 """
@@ -183,7 +183,7 @@ def _script_bigrams(model: Any, chain: list[list[int]]) -> None:
     embed = model.model.embed_tokens.weight
     unit = embed / mx.linalg.norm(embed, axis=-1, keepdims=True)
     head = mx.zeros_like(model.lm_head.weight)
-    for current, following in zip(ids, ids[1:]):
+    for current, following in zip(ids, ids[1:], strict=False):
         head[following] = unit[current] * 50.0
     model.lm_head.weight = head
 

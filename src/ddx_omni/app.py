@@ -20,6 +20,7 @@ from .containers.service import ContainersService
 from .core import health, metrics
 from .core.auth import ProtectedRoutes, include_protected, warn_if_open
 from .core.errors import install_error_handlers
+from .core.fastlane import FastLaneMiddleware, LaneOperations
 from .core.gateway import MULTIPART_SLACK, GatewayMiddleware, HttpMetrics
 from .core.health import Component
 from .core.openapi import install_openapi
@@ -31,6 +32,7 @@ from .files import service as files_service
 from .llm import completions as completions_router
 from .llm import router as llm_router
 from .llm import service as llm_service
+from .llm.schemas import ChatCompletionRequest
 from .responses import router as responses_router
 from .responses import service as responses_service
 from .stt import router as stt_router
@@ -116,6 +118,9 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
 
     app.state.protected_routes = protected = ProtectedRoutes()  # filled by include_protected below
     install_error_handlers(app)
+    lane = LaneOperations()  # innermost of ours: CORS and the gateway layer see lane requests like any other
+    lane.add(llm_router.router, "POST", "/v1/chat/completions", ChatCompletionRequest)
+    app.add_middleware(FastLaneMiddleware, operations=lane)
     # Outermost last: the gateway layer wraps everything, so that even a 413 or a CORS preflight carries the id.
     app.add_middleware(CORSMiddleware, allow_origins=settings.server.cors_origins, allow_credentials=True,
                        allow_methods=["*"], allow_headers=["*"], expose_headers=[settings.server.request_id_header])

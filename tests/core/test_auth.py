@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from ddx_omni.app import create_app
-from ddx_omni.core.auth import authenticate_websocket, include_protected, key_matches
+from ddx_omni.core.auth import ProtectedRoutes, authenticate_websocket, include_protected, key_matches
 
 KEY = "s3cret-key"
 
@@ -148,6 +148,23 @@ def test_key_checked_per_operation_before_routing(client):
     assert anthropic.status_code == 401 and anthropic.json()["error"]["type"] == "authentication_error"
     assert anthropic.headers["x-request-id"]  # the gateway's own answer carries the id too
 
+
+def test_protected_routes_match_templates_methods_and_mount_point():
+    router = APIRouter()
+
+    @router.post("/v1/things")
+    def create() -> None: ...
+
+    @router.get("/v1/things/{thing_id}")
+    def read(thing_id: str) -> None: ...
+
+    protected = ProtectedRoutes()
+    protected.add(router)
+    assert protected.covers("POST", "/v1/things") and not protected.covers("GET", "/v1/things")
+    assert protected.covers("GET", "/v1/things/t1") and not protected.covers("DELETE", "/v1/things/t1")
+    assert not protected.covers("GET", "/v1/things/t1/more") and not protected.covers("GET", "/health")
+    assert protected.covers("GET", "/proxy/v1/things/t1", root_path="/proxy")  # below a mount point
+    assert protected.operations == {("/v1/things", "post"), ("/v1/things/{thing_id}", "get")}
 
 PUBLIC_V1 = {("/v1/models", "get"), ("/v1/models/{model_id}", "get"), ("/v1/models/current", "get")}
 

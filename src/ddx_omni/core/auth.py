@@ -98,7 +98,9 @@ class ProtectedRoutes:
                 self.exact.setdefault(path, set()).update(methods)
             self.operations.update((path, method.lower()) for method in methods)
 
-    def covers(self, method: str, path: str) -> bool:
+    def covers(self, method: str, scope_path: str, root_path: str = "") -> bool:
+        # routes match the path below the mount point, as Starlette's routing does
+        path = scope_path[len(root_path):] if root_path and scope_path.startswith(root_path) else scope_path
         if method in self.exact.get(path, ()):
             return True
         return any(method in methods and pattern.match(path) for pattern, methods in self.templated)

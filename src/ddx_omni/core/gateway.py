@@ -113,7 +113,7 @@ class GatewayMiddleware:
             if self._declared_too_large(scope, exchange.cap):
                 await self._reject(scope, send_with_id, exchange)
                 return
-            if self.api_keys and self.protected.covers(scope["method"], scope["path"]):
+            if self.api_keys and self.protected.covers(scope["method"], scope["path"], scope.get("root_path", "")):
                 problem = key_problem(Headers(scope=scope), QueryParams(scope["query_string"]), self.api_keys)
                 if problem is not None:
                     await error_response(scope["path"], problem)(scope, receive, send_with_id)
