@@ -13,8 +13,6 @@ import pytest
 
 from tests.conftest import build_settings, live_server
 
-from .conftest import wait_ready
-
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
                                             "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                                                            "required": ["city"]}}}
@@ -41,15 +39,6 @@ REAL_ONLY: list[tuple[str, dict[str, Any], dict[str, Any], str, str]] = [
 def _metric(url: str, name: str) -> float:
     text = httpx.get(f"{url}/metrics", timeout=10).text
     return sum(float(value) for value in re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.MULTILINE))
-
-
-@pytest.fixture(scope="module")
-def real_url(tiny_model_dir: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    settings = build_settings(tmp_path_factory.mktemp("pipeline_real"),
-                              {"llm.use_real_model": True, "llm.model": str(tiny_model_dir)})
-    with live_server(settings) as url:
-        wait_ready(url)
-        yield url
 
 
 @pytest.fixture(scope="module")
@@ -93,14 +82,14 @@ def _check_responses(url: str, responses: dict[str, Any], param: str) -> None:
 
 @pytest.mark.parametrize(("name", "chat", "responses", "chat_param", "responses_param"), BAD + REAL_ONLY,
                          ids=[case[0] for case in BAD + REAL_ONLY])
-def test_bad_input_is_refused_before_generation(real_url: str, name: str, chat: dict[str, Any],
+def test_bad_input_is_refused_before_generation(real_server: str, name: str, chat: dict[str, Any],
                                                 responses: dict[str, Any], chat_param: str,
                                                 responses_param: str) -> None:
-    generated = _metric(real_url, "ddx_llm_tokens_generated_total")
-    _check_chat(real_url, chat, chat_param)
+    generated = _metric(real_server, "ddx_llm_tokens_generated_total")
+    _check_chat(real_server, chat, chat_param)
     if responses:  # Responses has no logit_bias
-        _check_responses(real_url, responses, responses_param)
-    assert _metric(real_url, "ddx_llm_tokens_generated_total") == generated  # no generation even began
+        _check_responses(real_server, responses, responses_param)
+    assert _metric(real_server, "ddx_llm_tokens_generated_total") == generated  # no generation even began
 
 
 @pytest.mark.parametrize(("name", "chat", "responses", "chat_param", "responses_param"), BAD,
@@ -111,14 +100,14 @@ def test_mock_mode_refuses_the_same(mock_url: str, name: str, chat: dict[str, An
     _check_responses(mock_url, responses, responses_param)
 
 
-def test_a_request_renders_its_template_once(real_url: str) -> None:
-    client = _client(real_url)
+def test_a_request_renders_its_template_once(real_server: str) -> None:
+    client = _client(real_server)
     messages = [{"role": "user", "content": "Weather in Berlin?"}]
 
     def renders(call: Callable[[], Any]) -> float:
-        before = _metric(real_url, "ddx_llm_prompt_renders_total")
+        before = _metric(real_server, "ddx_llm_prompt_renders_total")
         call()
-        return _metric(real_url, "ddx_llm_prompt_renders_total") - before
+        return _metric(real_server, "ddx_llm_prompt_renders_total") - before
 
     assert renders(lambda: client.chat.completions.create(model=None, messages=messages, max_tokens=3)) == 1  # type: ignore[arg-type]
     assert renders(lambda: list(client.chat.completions.create(model=None, messages=messages, max_tokens=3,  # type: ignore[arg-type]
