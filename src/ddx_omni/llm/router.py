@@ -2,46 +2,38 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
+import secrets
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from ..core.disconnect import finished_before_hangup
+from ..core.disconnect import unless_disconnected
 from ..core.errors import ApiError, LlmError, RequestInvalid, error_body
 from ..core.openapi import SSE_RESPONSE
 from ..core.settings import ModelExtras
-from .engine import ChatDelta, ChatParams, ToolCall, Usage
+from .engine import ChatDelta, ChatParams, Usage
 from .prompt import prepare_prompt
 from .schemas import (
-    AssistantMessage,
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
-    Choice,
     ChunkChoice,
     ChunkDelta,
     CurrentModel,
-    FunctionCall,
     LoadRequest,
     LoadResult,
     ModelCard,
     ModelList,
-    PromptTokensDetails,
-    ToolCallOut,
     UsageOut,
 )
 from .service import LlmService
 
 log = logging.getLogger("ddx_omni.llm")
-T = TypeVar("T")
 DISCONNECT_POLL_S = 0.1  # how often a non-streamed request checks that its client is still there
 public_router = APIRouter(tags=["chat"])
 router = APIRouter(tags=["chat"])
@@ -97,15 +89,14 @@ def to_params(req: ChatCompletionRequest) -> ChatParams:
         top_logprobs=req.top_logprobs or 0, response_format=req.response_format)
 
 
-def _usage(usage: Usage | None) -> UsageOut:
+def _usage_fields(usage: Usage | None) -> dict[str, Any]:
     usage = usage or Usage(0, 0)
-    return UsageOut(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                    total_tokens=usage.total_tokens,
-                    prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.cached_tokens))
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens, "prompt_tokens_details": {"cached_tokens": usage.cached_tokens}}
 
 
-def _tool_out(call: ToolCall) -> ToolCallOut:
-    return ToolCallOut(id=call.id, function=FunctionCall(name=call.name, arguments=call.arguments))
+def _usage(usage: Usage | None) -> UsageOut:
+    return UsageOut.model_validate(_usage_fields(usage))
 
 
 async def _complete(deltas: AsyncIterator[ChatDelta], first: ChatDelta, head: dict[str, Any]) -> ChatCompletion:
@@ -119,25 +110,16 @@ async def _complete(deltas: AsyncIterator[ChatDelta], first: ChatDelta, head: di
         last = delta
         delta = await anext(deltas, None)
     content = "".join(text)
-    message = AssistantMessage(content=None if calls and not content.strip() else content,
-                               tool_calls=[_tool_out(c) for c in calls] or None)
-    if any(reasoning):  # an extra field, present only when there is some
-        message.reasoning_content = "".join(reasoning)  # type: ignore[attr-defined]  # extra="allow"
-    choice = Choice(message=message, finish_reason=last.finish_reason or "stop",
-                    logprobs={"content": logprobs} if logprobs else None)
-    return ChatCompletion(**head, choices=[choice], usage=_usage(last.usage))
-
-
-async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
-    """`work`'s result, or None when the client went away first (then `work` is cancelled, and with it the
-    generation it waits on)."""
-    task = asyncio.ensure_future(work)
-    if await finished_before_hangup(task, request.is_disconnected, DISCONNECT_POLL_S):
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    return None
+    message: dict[str, Any] = {
+        "content": None if calls and not content.strip() else content,
+        "tool_calls": [{"id": c.id, "function": {"name": c.name, "arguments": c.arguments}} for c in calls] or None}
+    if any(reasoning):  # an extra field (AssistantMessage allows them), present only when there is some
+        message["reasoning_content"] = "".join(reasoning)
+    choice = {"message": message, "finish_reason": last.finish_reason or "stop",
+              "logprobs": {"content": logprobs} if logprobs else None}
+    # One validation of the whole tree, in pydantic's core: a constructor per nested model cost ~10 % of a mock
+    # request (BENCHMARKS.md, per-request overhead).
+    return ChatCompletion.model_validate({**head, "choices": [choice], "usage": _usage_fields(last.usage)})
 
 
 async def _answer(deltas: AsyncIterator[ChatDelta], head: dict[str, Any], stream: bool) -> ChatDelta | ChatCompletion:
@@ -208,11 +190,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Cha
     engine = await service.engine(body.model)
     await service.images.prepare(engine.model_id, params, param="messages")
     await prepare_prompt(engine, params, service.settings.llm.default_max_tokens)
-    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": engine.model_id}
+    head = {"id": f"chatcmpl-{secrets.token_hex(16)}", "created": int(time.time()), "model": engine.model_id}
     deltas = engine.stream(params)
     # Streaming too waits for the first token before the status line, so that errors are real HTTP errors.
     try:
-        answer = await _unless_disconnected(request, _answer(deltas, head, body.stream))
+        answer = await unless_disconnected(_answer(deltas, head, body.stream), request.is_disconnected,
+                                           DISCONNECT_POLL_S)
     finally:
         if not body.stream:
             await deltas.aclose()  # type: ignore[attr-defined]
