@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..core.errors import ApiError, LlmError
+
 
 @dataclass
 class ChatParams:
@@ -121,6 +123,12 @@ async def drain_and_release(jobs: Collection[Any], idle: asyncio.Event, executor
             job.cancel.set()
     await asyncio.get_running_loop().run_in_executor(executor, release)
     executor.shutdown(wait=False)
+
+
+def generation_failure(exc: BaseException) -> ApiError:
+    """What a request is told when its generation raised: an ApiError as it is, anything else as `llm_error`
+    (its type and message, never a traceback)."""
+    return exc if isinstance(exc, ApiError) else LlmError("Generation failed", f"{type(exc).__name__}: {exc}")
 
 
 def free_memory() -> None:

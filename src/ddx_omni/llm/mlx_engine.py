@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core import metrics
-from ..core.errors import ApiError, LlmError, ModelUnavailable, RequestInvalid
+from ..core.errors import ModelUnavailable, RequestInvalid
 from .batching import Scheduler
 from .compute import apply_dtype
-from .engine import ChatDelta, ChatParams, Usage, drain_and_release, free_memory
+from .engine import ChatDelta, ChatParams, Usage, drain_and_release, free_memory, generation_failure
 from .output import OutputParser
 from .prompt import fit_max_tokens, keep_rendered, rendered_tokens
 from .prompt_cache import PromptCache
@@ -278,7 +278,7 @@ class MlxEngine:
             job.emit(_END)
 
     def fail(self, job: _Job, exc: BaseException) -> None:
-        job.emit(exc if isinstance(exc, ApiError) else LlmError("Generation failed", f"{type(exc).__name__}: {exc}"))
+        job.emit(generation_failure(exc))
 
     def end(self, job: _Job) -> None:
         job.emit(_END)

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core import metrics
-from ..core.errors import ApiError, ContextTooLong, LlmError, ModelUnavailable, RequestInvalid
-from .engine import ChatDelta, ChatParams, Usage, drain_and_release, free_memory
+from ..core.errors import ContextTooLong, ModelUnavailable, RequestInvalid
+from .engine import ChatDelta, ChatParams, Usage, drain_and_release, free_memory, generation_failure
 from .images import IMAGE_PART_TYPES
 from .mlx_engine import _template_message, forced_prefix
 from .output import OutputParser
@@ -204,9 +204,7 @@ class VisionEngine:
             if not job.cancel.is_set():
                 self._generate(job)
         except Exception as exc:  # surfaced to the request; never kills the worker thread
-            failure = exc if isinstance(exc, ApiError) else LlmError("Generation failed",
-                                                                     f"{type(exc).__name__}: {exc}")
-            job.emit(failure)
+            job.emit(generation_failure(exc))
         finally:
             job.emit(_END)
 
