@@ -18,6 +18,7 @@ from .containers.service import ContainersService
 from .core import health, metrics
 from .core.auth import ProtectedRoutes, include_protected, warn_if_open
 from .core.cors import CorsMiddleware
+from .core.disconnect import HangUpWatch
 from .core.errors import install_error_handlers
 from .core.fastlane import FastLaneMiddleware, LaneOperations
 from .core.gateway import MULTIPART_SLACK, GatewayMiddleware, HttpMetrics
@@ -137,6 +138,7 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
     if "llm" in app.state.components:  # the Messages API is another wire format of the LLM component
         app.state.anthropic = anthropic_service.create_service(settings, app.state.components["llm"])
 
+    app.state.hang_ups = HangUpWatch(poll_s=0.1)  # the clients of plain chat, completions, Messages requests
     app.state.protected_routes = protected = ProtectedRoutes()  # filled by include_protected below
     install_error_handlers(app)
     lane = LaneOperations()  # innermost of ours: CORS and the gateway layer see lane requests like any other

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from starlette.requests import Request
+
 T = TypeVar("T")
 
 
@@ -25,55 +27,63 @@ async def finished_before_hangup(task: asyncio.Future[Any], disconnected: Callab
             return False
 
 
-class _HangUpWatch:
-    """Every `poll_s`, asks `disconnected()` (in a task of its own) and, once the client has gone, cancels `task`
-    — the request's own task, which is running the work: the way `asyncio.timeout` cancels at its deadline."""
+class _Watched:
+    __slots__ = ("disconnected", "hung_up")
 
-    def __init__(self, task: asyncio.Task[Any], disconnected: Callable[[], Awaitable[bool]], poll_s: float) -> None:
-        self.task, self.disconnected, self.poll_s = task, disconnected, poll_s
-        self.hung_up = self.stopped = False
-        self.probe: asyncio.Task[None] | None = None
-        self.timer = asyncio.get_running_loop().call_later(poll_s, self._ask)
-
-    def _ask(self) -> None:
-        self.probe = asyncio.get_running_loop().create_task(self._check())
-
-    async def _check(self) -> None:
-        gone = await self.disconnected()
-        if self.stopped:  # the work ended meanwhile: nothing to cancel any more
-            return
-        if gone:
-            self.hung_up = True
-            self.task.cancel()
-        else:
-            self.timer = asyncio.get_running_loop().call_later(self.poll_s, self._ask)
-
-    def stop(self) -> None:
-        self.stopped = True
-        self.timer.cancel()
-        if self.probe is not None:
-            self.probe.cancel()
+    def __init__(self, disconnected: Callable[[], Awaitable[bool]]) -> None:
+        self.disconnected, self.hung_up = disconnected, False
 
 
-async def unless_disconnected(work: Awaitable[T], disconnected: Callable[[], Awaitable[bool]],
-                              poll_s: float = 0.1) -> T | None:
-    """`work`'s result, or None when the client went away first (then `work` is cancelled, and with it the
-    generation it waits on).
+class HangUpWatch:
+    """The clients of the plain requests in flight, asked every `poll_s` whether they have hung up; the request
+    of one that has is cancelled in its own task — the way `asyncio.timeout` cancels at its deadline.
 
-    The work runs in this task, as a plain `await` would, and a timer watches the client: no second task and no
-    extra turn of the event loop for work that never waits (the mock engine, a cache hit) — those were ~15 % of a
-    mock chat request (BENCHMARKS.md, per-request overhead)."""
-    task = asyncio.current_task()
-    assert task is not None, "unless_disconnected runs in a task"
-    watch = _HangUpWatch(task, disconnected, poll_s)
-    result: T | None = None
-    try:
-        result = await work
-    except asyncio.CancelledError:
-        if not watch.hung_up or task.cancelling() > 1:  # a cancellation from outside (too): it goes on
-            raise
-    finally:
-        watch.stop()
-        if watch.hung_up:  # take ours back, as asyncio.timeout does
-            task.uncancel()
-    return None if watch.hung_up else result  # None also when the work swallowed the cancellation
+    One task asks them all, and only while there are any: a timer per request (with uvloop, a libuv handle each)
+    cost ~5 % of a mock chat request, and a task per request (the work run beside the request's own) ~15 %
+    (BENCHMARKS.md, per-request overhead)."""
+
+    def __init__(self, poll_s: float = 0.1) -> None:
+        self.poll_s = poll_s
+        self.watched: dict[asyncio.Task[Any], _Watched] = {}
+        self.asker: asyncio.Task[None] | None = None
+
+    async def run(self, work: Awaitable[T], disconnected: Callable[[], Awaitable[bool]]) -> T | None:
+        """`work`'s result, or None when the client went away first: `work` is then cancelled (and with it the
+        generation it waits on). It runs in this task, as a plain `await` would."""
+        task = asyncio.current_task()
+        assert task is not None, "HangUpWatch.run runs in a task"
+        entry = self.watched[task] = _Watched(disconnected)
+        self._start_asking()
+        result: T | None = None
+        try:
+            result = await work
+        except asyncio.CancelledError:
+            if not entry.hung_up or task.cancelling() > 1:  # a cancellation from outside (too): it goes on
+                raise
+        finally:
+            del self.watched[task]
+            if entry.hung_up:  # take ours back, as asyncio.timeout does
+                task.uncancel()
+        return None if entry.hung_up else result  # None also when the work swallowed the cancellation
+
+    def _start_asking(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.asker is None or self.asker.done() or self.asker.get_loop() is not loop:
+            self.asker = loop.create_task(self._ask())
+
+    async def _ask(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_s)
+            if not self.watched:
+                return  # idle: the next request starts another
+            for task, entry in list(self.watched.items()):
+                if self.watched.get(task) is entry and await entry.disconnected() \
+                        and self.watched.get(task) is entry:  # still running once the answer came
+                    entry.hung_up = True
+                    task.cancel()
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
+    """`work`'s result, or None when the client of `request` went away first (the app's HangUpWatch)."""
+    watch: HangUpWatch = request.app.state.hang_ups
+    return await watch.run(work, request.is_disconnected)

@@ -144,7 +144,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
         return StreamingResponse(_stream(deltas, head, echo, params.logprobs, include_usage, request.url.path),
                                  media_type="text/event-stream", headers=SSE_HEADERS)
     try:
-        answer = await unless_disconnected(_complete(deltas, head, echo, params.logprobs), request.is_disconnected)
+        answer = await unless_disconnected(request, _complete(deltas, head, echo, params.logprobs))
     finally:
         await deltas.aclose()  # type: ignore[attr-defined]
     if answer is None:

@@ -34,7 +34,6 @@ from .schemas import (
 from .service import LlmService
 
 log = logging.getLogger("ddx_omni.llm")
-DISCONNECT_POLL_S = 0.1  # how often a non-streamed request checks that its client is still there
 public_router = APIRouter(tags=["chat"])
 router = APIRouter(tags=["chat"])
 
@@ -194,8 +193,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Cha
     deltas = engine.stream(params)
     # Streaming too waits for the first token before the status line, so that errors are real HTTP errors.
     try:
-        answer = await unless_disconnected(_answer(deltas, head, body.stream), request.is_disconnected,
-                                           DISCONNECT_POLL_S)
+        answer = await unless_disconnected(request, _answer(deltas, head, body.stream))
     finally:
         if not body.stream:
             await deltas.aclose()  # type: ignore[attr-defined]
