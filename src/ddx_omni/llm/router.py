@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
+from pydantic_core import to_json
 
 from ..core.disconnect import unless_disconnected
 from ..core.errors import ApiError, LlmError, RequestInvalid, error_body
@@ -98,7 +99,8 @@ def _usage(usage: Usage | None) -> UsageOut:
     return UsageOut.model_validate(_usage_fields(usage))
 
 
-async def _complete(deltas: AsyncIterator[ChatDelta], first: ChatDelta, head: dict[str, Any]) -> ChatCompletion:
+async def _complete(deltas: AsyncIterator[ChatDelta], first: ChatDelta, head: dict[str, Any]) -> bytes:
+    """The whole completion, as the JSON of a ChatCompletion (tests/llm/test_mock_script.py checks it is one)."""
     text, reasoning, calls, logprobs, last = [], [], [], [], first
     delta: ChatDelta | None = first
     while delta is not None:
@@ -110,19 +112,21 @@ async def _complete(deltas: AsyncIterator[ChatDelta], first: ChatDelta, head: di
         delta = await anext(deltas, None)
     content = "".join(text)
     message: dict[str, Any] = {
-        "content": None if calls and not content.strip() else content,
-        "tool_calls": [{"id": c.id, "function": {"name": c.name, "arguments": c.arguments}} for c in calls] or None}
+        "role": "assistant", "content": None if calls and not content.strip() else content,
+        "tool_calls": [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                       for c in calls] or None}
     if any(reasoning):  # an extra field (AssistantMessage allows them), present only when there is some
         message["reasoning_content"] = "".join(reasoning)
-    choice = {"message": message, "finish_reason": last.finish_reason or "stop",
-              "logprobs": {"content": logprobs} if logprobs else None}
-    # One validation of the whole tree, in pydantic's core: a constructor per nested model cost ~10 % of a mock
-    # request (BENCHMARKS.md, per-request overhead).
-    return ChatCompletion.model_validate({**head, "choices": [choice], "usage": _usage_fields(last.usage)})
+    choice = {"index": 0, "message": message, "logprobs": {"content": logprobs} if logprobs else None,
+              "finish_reason": last.finish_reason or "stop"}
+    # ChatCompletion's fields in its order, serialized as they are: building the models (or validating this tree)
+    # and then dumping them cost ~10 % of a mock request (BENCHMARKS.md, per-request overhead).
+    return to_json({"id": head["id"], "object": "chat.completion", **head, "choices": [choice],
+                    "usage": _usage_fields(last.usage), "system_fingerprint": None})
 
 
-async def _answer(deltas: AsyncIterator[ChatDelta], head: dict[str, Any], stream: bool) -> ChatDelta | ChatCompletion:
-    """Streaming: the first delta (the prompt is processed). Otherwise: the whole completion."""
+async def _answer(deltas: AsyncIterator[ChatDelta], head: dict[str, Any], stream: bool) -> ChatDelta | bytes:
+    """Streaming: the first delta (the prompt is processed). Otherwise: the whole completion, serialized."""
     first = await anext(deltas, None)
     if first is None:
         raise LlmError("The engine ended without an answer")
@@ -200,9 +204,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Cha
     if answer is None:
         await deltas.aclose()  # type: ignore[attr-defined]
         return Response(status_code=499)  # nginx's "client closed request": nobody reads it
-    if isinstance(answer, ChatCompletion):
-        # serialized once by pydantic: FastAPI's jsonable_encoder pass cost ~15 % of a mock request
-        return Response(answer.model_dump_json(), media_type="application/json")
+    if isinstance(answer, bytes):
+        return Response(answer, media_type="application/json")
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return StreamingResponse(_stream(deltas, answer, head, request.url.path, include_usage),
                              media_type="text/event-stream",
