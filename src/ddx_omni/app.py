@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
 from .anthropic import router as anthropic_router
@@ -18,6 +17,8 @@ from .containers import service as containers_service
 from .containers.service import ContainersService
 from .core import health, metrics
 from .core.auth import ProtectedRoutes, include_protected, warn_if_open
+from .core.cors import CorsMiddleware
+from .core.disconnect import HangUpWatch
 from .core.errors import install_error_handlers
 from .core.fastlane import FastLaneMiddleware, LaneOperations
 from .core.gateway import MULTIPART_SLACK, GatewayMiddleware, HttpMetrics
@@ -137,13 +138,14 @@ def create_app(settings: Settings | None = None, components: dict[str, Component
     if "llm" in app.state.components:  # the Messages API is another wire format of the LLM component
         app.state.anthropic = anthropic_service.create_service(settings, app.state.components["llm"])
 
+    app.state.hang_ups = HangUpWatch(poll_s=0.1)  # the clients of plain chat, completions, Messages requests
     app.state.protected_routes = protected = ProtectedRoutes()  # filled by include_protected below
     install_error_handlers(app)
     lane = LaneOperations()  # innermost of ours: CORS and the gateway layer see lane requests like any other
     lane.add(llm_router.router, "POST", "/v1/chat/completions", ChatCompletionRequest)
     app.add_middleware(FastLaneMiddleware, operations=lane)
     # Outermost last: the gateway layer wraps everything, so that even a 413 or a CORS preflight carries the id.
-    app.add_middleware(CORSMiddleware, allow_origins=settings.server.cors_origins, allow_credentials=True,
+    app.add_middleware(CorsMiddleware, allow_origins=settings.server.cors_origins, allow_credentials=True,
                        allow_methods=["*"], allow_headers=["*"], expose_headers=[settings.server.request_id_header])
     app.add_middleware(GatewayMiddleware, header=settings.server.request_id_header,
                        max_bytes=settings.server.max_body_bytes, metrics=HttpMetrics(

@@ -15,6 +15,7 @@ from ddx_omni.app import create_app
 from ddx_omni.core.errors import ModelUnavailable
 from ddx_omni.core.health import aggregate
 from ddx_omni.core.logging import RequestIdFilter
+from ddx_omni.core.request_id import new_request_id
 
 
 class Body(BaseModel):
@@ -131,6 +132,14 @@ def test_request_id_echo_or_new(client, given, echoed):
         assert rid == given
     else:
         assert rid != given and uuid.UUID(rid).version == 4
+
+
+def test_new_request_ids_are_uuid4_in_their_usual_form():
+    ids = {new_request_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for rid in ids:
+        parsed = uuid.UUID(rid)
+        assert str(parsed) == rid and parsed.version == 4 and parsed.variant == uuid.RFC_4122
 
 
 def test_request_id_header_name_is_configurable(make_settings):

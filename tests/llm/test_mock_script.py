@@ -59,6 +59,20 @@ def test_chat_scripted_tool_call_then_text(sdk: openai.OpenAI) -> None:
     assert second.usage.completion_tokens == 7 + 7  # one token a word: the reasoning and the answer
 
 
+@pytest.mark.parametrize("content", ["What is the weather in Paris?", '{"sky": "clear"} — grüße', "unmatched"])
+def test_chat_body_is_exactly_a_chat_completion(scripted_url: str, content: str) -> None:
+    """The answer is serialized from plain data (llm/router.py _complete): its bytes must be what the
+    ChatCompletion model gives — every field, in its order, with reasoning_content as the extra field."""
+    from ddx_omni.llm.schemas import ChatCompletion
+
+    r = httpx.post(f"{scripted_url}/v1/chat/completions", timeout=30, json={
+        "model": MODEL, "messages": [{"role": "user", "content": content}], "tools": [WEATHER_TOOL]})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    assert ChatCompletion.model_validate_json(r.content).model_dump_json().encode() == r.content
+    message = r.json()["choices"][0]["message"]
+    assert ("reasoning_content" in message) == ("sky" in content)
+
+
 def test_chat_scripted_text_streams_in_word_deltas(sdk: openai.OpenAI) -> None:
     messages = [{"role": "user", "content": "Hello, my name is Ada"}]
     chunks = list(sdk.chat.completions.create(model=MODEL, messages=messages, stream=True,

@@ -42,7 +42,7 @@ async def create_message(body: MessagesRequest, request: Request) -> Any:
     if body.stream:
         return StreamingResponse(_sse(service.stream(prepared)), media_type="text/event-stream",
                                  headers={**SSE_HEADERS, **_ids(request)})
-    message = await unless_disconnected(service.create(prepared), request.is_disconnected)
+    message = await unless_disconnected(request, service.create(prepared))
     if message is None:
         return Response(status_code=499)  # nginx's "client closed request": nobody reads it
     return JSONResponse(message.model_dump(), headers=_ids(request))

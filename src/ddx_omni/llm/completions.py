@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -136,7 +136,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     params = to_params(body)
     engine = await service.engine(body.model)
     await prepare_prompt(engine, params, params.max_tokens or 16, param="prompt")
-    head = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": engine.model_id}
+    head = {"id": f"cmpl-{secrets.token_hex(16)}", "created": int(time.time()), "model": engine.model_id}
     echo = params.prompt if body.echo and isinstance(params.prompt, str) else ""
     deltas = engine.stream(params)
     if body.stream:
@@ -144,7 +144,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
         return StreamingResponse(_stream(deltas, head, echo, params.logprobs, include_usage, request.url.path),
                                  media_type="text/event-stream", headers=SSE_HEADERS)
     try:
-        answer = await unless_disconnected(_complete(deltas, head, echo, params.logprobs), request.is_disconnected)
+        answer = await unless_disconnected(request, _complete(deltas, head, echo, params.logprobs))
     finally:
         await deltas.aclose()  # type: ignore[attr-defined]
     if answer is None:

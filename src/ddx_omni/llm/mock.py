@@ -18,6 +18,8 @@ from .engine import ChatDelta, ChatParams, ToolCall, Usage
 
 MOCK_CONTEXT_WINDOW = 32768
 WORDS = re.compile(r"\s*\S+\s*")  # a word with the whitespace around it: the deltas join back to the text
+# one encoder: json.dumps(..., separators=…) builds a new one on every call
+COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def _text_of(content: Any) -> str:
@@ -98,5 +100,4 @@ def _tool_call(name: str, arguments: dict[str, Any], canned: bool) -> ToolCall:
     # scripted calls get fresh ids (agents match outputs to calls by id across a conversation); the canned
     # call keeps the seed's fixed one
     call_id = "call_0" if canned else f"call_{secrets.token_hex(12)}"
-    return ToolCall(id=call_id, name=name,
-                    arguments=json.dumps(arguments, separators=(",", ":")))
+    return ToolCall(id=call_id, name=name, arguments=COMPACT_JSON.encode(arguments))

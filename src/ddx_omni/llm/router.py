@@ -2,47 +2,39 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
+import secrets
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
+from pydantic_core import to_json
 
-from ..core.disconnect import finished_before_hangup
+from ..core.disconnect import unless_disconnected
 from ..core.errors import ApiError, LlmError, RequestInvalid, error_body
 from ..core.openapi import SSE_RESPONSE
 from ..core.settings import ModelExtras
-from .engine import ChatDelta, ChatParams, ToolCall, Usage
+from .engine import ChatDelta, ChatParams, Usage
 from .prompt import prepare_prompt
 from .schemas import (
-    AssistantMessage,
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
-    Choice,
     ChunkChoice,
     ChunkDelta,
     CurrentModel,
-    FunctionCall,
     LoadRequest,
     LoadResult,
     ModelCard,
     ModelList,
-    PromptTokensDetails,
-    ToolCallOut,
     UsageOut,
 )
 from .service import LlmService
 
 log = logging.getLogger("ddx_omni.llm")
-T = TypeVar("T")
-DISCONNECT_POLL_S = 0.1  # how often a non-streamed request checks that its client is still there
 public_router = APIRouter(tags=["chat"])
 router = APIRouter(tags=["chat"])
 
@@ -97,18 +89,18 @@ def to_params(req: ChatCompletionRequest) -> ChatParams:
         top_logprobs=req.top_logprobs or 0, response_format=req.response_format)
 
 
-def _usage(usage: Usage | None) -> UsageOut:
+def _usage_fields(usage: Usage | None) -> dict[str, Any]:
     usage = usage or Usage(0, 0)
-    return UsageOut(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                    total_tokens=usage.total_tokens,
-                    prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.cached_tokens))
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens, "prompt_tokens_details": {"cached_tokens": usage.cached_tokens}}
 
 
-def _tool_out(call: ToolCall) -> ToolCallOut:
-    return ToolCallOut(id=call.id, function=FunctionCall(name=call.name, arguments=call.arguments))
+def _usage(usage: Usage | None) -> UsageOut:
+    return UsageOut.model_validate(_usage_fields(usage))
 
 
-async def _complete(deltas: AsyncIterator[ChatDelta], first: ChatDelta, head: dict[str, Any]) -> ChatCompletion:
+async def _complete(deltas: AsyncIterator[ChatDelta], first: ChatDelta, head: dict[str, Any]) -> bytes:
+    """The whole completion, as the JSON of a ChatCompletion (tests/llm/test_mock_script.py checks it is one)."""
     text, reasoning, calls, logprobs, last = [], [], [], [], first
     delta: ChatDelta | None = first
     while delta is not None:
@@ -119,29 +111,22 @@ async def _complete(deltas: AsyncIterator[ChatDelta], first: ChatDelta, head: di
         last = delta
         delta = await anext(deltas, None)
     content = "".join(text)
-    message = AssistantMessage(content=None if calls and not content.strip() else content,
-                               tool_calls=[_tool_out(c) for c in calls] or None)
-    if any(reasoning):  # an extra field, present only when there is some
-        message.reasoning_content = "".join(reasoning)  # type: ignore[attr-defined]  # extra="allow"
-    choice = Choice(message=message, finish_reason=last.finish_reason or "stop",
-                    logprobs={"content": logprobs} if logprobs else None)
-    return ChatCompletion(**head, choices=[choice], usage=_usage(last.usage))
+    message: dict[str, Any] = {
+        "role": "assistant", "content": None if calls and not content.strip() else content,
+        "tool_calls": [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                       for c in calls] or None}
+    if any(reasoning):  # an extra field (AssistantMessage allows them), present only when there is some
+        message["reasoning_content"] = "".join(reasoning)
+    choice = {"index": 0, "message": message, "logprobs": {"content": logprobs} if logprobs else None,
+              "finish_reason": last.finish_reason or "stop"}
+    # ChatCompletion's fields in its order, serialized as they are: building the models (or validating this tree)
+    # and then dumping them cost ~10 % of a mock request (BENCHMARKS.md, per-request overhead).
+    return to_json({"id": head["id"], "object": "chat.completion", **head, "choices": [choice],
+                    "usage": _usage_fields(last.usage), "system_fingerprint": None})
 
 
-async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
-    """`work`'s result, or None when the client went away first (then `work` is cancelled, and with it the
-    generation it waits on)."""
-    task = asyncio.ensure_future(work)
-    if await finished_before_hangup(task, request.is_disconnected, DISCONNECT_POLL_S):
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    return None
-
-
-async def _answer(deltas: AsyncIterator[ChatDelta], head: dict[str, Any], stream: bool) -> ChatDelta | ChatCompletion:
-    """Streaming: the first delta (the prompt is processed). Otherwise: the whole completion."""
+async def _answer(deltas: AsyncIterator[ChatDelta], head: dict[str, Any], stream: bool) -> ChatDelta | bytes:
+    """Streaming: the first delta (the prompt is processed). Otherwise: the whole completion, serialized."""
     first = await anext(deltas, None)
     if first is None:
         raise LlmError("The engine ended without an answer")
@@ -208,20 +193,19 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Cha
     engine = await service.engine(body.model)
     await service.images.prepare(engine.model_id, params, param="messages")
     await prepare_prompt(engine, params, service.settings.llm.default_max_tokens)
-    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": engine.model_id}
+    head = {"id": f"chatcmpl-{secrets.token_hex(16)}", "created": int(time.time()), "model": engine.model_id}
     deltas = engine.stream(params)
     # Streaming too waits for the first token before the status line, so that errors are real HTTP errors.
     try:
-        answer = await _unless_disconnected(request, _answer(deltas, head, body.stream))
+        answer = await unless_disconnected(request, _answer(deltas, head, body.stream))
     finally:
         if not body.stream:
             await deltas.aclose()  # type: ignore[attr-defined]
     if answer is None:
         await deltas.aclose()  # type: ignore[attr-defined]
         return Response(status_code=499)  # nginx's "client closed request": nobody reads it
-    if isinstance(answer, ChatCompletion):
-        # serialized once by pydantic: FastAPI's jsonable_encoder pass cost ~15 % of a mock request
-        return Response(answer.model_dump_json(), media_type="application/json")
+    if isinstance(answer, bytes):
+        return Response(answer, media_type="application/json")
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return StreamingResponse(_stream(deltas, answer, head, request.url.path, include_usage),
                              media_type="text/event-stream",
