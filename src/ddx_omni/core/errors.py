@@ -73,6 +73,9 @@ CODES: dict[str, Code] = {
     "replica_error": Code(500, _SERVER),
 }
 PASS_THROUGH = frozenset({"upstream_refused", "replica_error"})
+# The seed contract's 422 codes and their OpenAI-parity twins: a check that chat and Responses share (llm/prompt.py)
+# answers a Responses request with the twin.
+OPENAI_TWINS = {"request_invalid": "invalid_request", "context_too_long": "context_length_exceeded"}
 INTERNAL_ERROR = "internal_error"
 
 _OPENAI_TYPES = {400: _BAD, 401: "authentication_error", 403: "permission_error", 404: _GONE,

@@ -59,11 +59,7 @@ class Peers:
 
     async def call(self, method: str, url: str) -> dict[str, Any]:
         """One JSON request to an owner; its error answers are passed on as they are."""
-        try:
-            answer = await self.client.request(method, url)
-        except httpx.HTTPError as exc:
-            raise OwnerUnreachable(f"the replica running this response cannot be reached: {type(exc).__name__}")\
-                from exc
+        answer = await self.forward(method, url)
         if answer.status_code != 200:
             raise _relayed(answer.status_code, answer.json())
         return answer.json()

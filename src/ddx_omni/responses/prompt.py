@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.errors import ApiError
+from ..core.errors import OPENAI_TWINS, ApiError
 from ..llm.engine import ChatEngine, ChatParams
 from ..llm.prompt import prepare_prompt
 from ..tools.base import ReplayedCall
@@ -72,8 +72,7 @@ class PromptFitter:
                           f"({self.budget} tokens left for input).", "input", code="context_length_exceeded")
 
 
-# the chat surface's codes and names for what a Responses request calls otherwise (core/errors.py CODES)
-_CODES = {"request_invalid": "invalid_request", "context_too_long": "context_length_exceeded"}
+# the chat surface's names for what a Responses request calls otherwise
 _PARAMS = {"response_format": "text.format", "messages": "input", "max_tokens": "max_output_tokens"}
 
 
@@ -93,8 +92,7 @@ async def prepare_turn_prompt(fitter: PromptFitter, params: ChatParams, items: l
         prompt = await prepare_prompt(fitter.engine, params, default_max_tokens, count=count, more_tools=more_tools,
                                       param="input")
     except ApiError as exc:
-        if exc.status != 422:  # the chat surface's 422s are Responses' 400s; anything else as it is
+        if exc.code not in OPENAI_TWINS:  # the chat surface's 422s are Responses' 400s; anything else as it is
             raise
-        code = _CODES.get(exc.code, exc.code)
-        raise bad_request(exc.message, _PARAMS.get(exc.param or "", exc.param), code=code) from None
+        raise bad_request(exc.message, _PARAMS.get(exc.param or "", exc.param), code=OPENAI_TWINS[exc.code]) from None
     return prompt, first
