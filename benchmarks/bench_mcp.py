@@ -26,7 +26,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,17 +37,13 @@ from typing import Any
 
 import httpx
 
+from harness import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "tests" / "tools" / "mcp_demo_server.py"
 SCRIPT = [{"match": "please add", "reply": {"tool_calls": [{"name": "add", "arguments": {"a": 2, "b": 3}}]}},
           {"match": r"2 \+ 3 = 5", "reply": {"content": "The sum is 5."}},
           {"match": ".", "reply": {"content": "Plain answer."}}]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, process: subprocess.Popen[bytes]) -> None:
